@@ -3,6 +3,7 @@ package d1
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -89,7 +90,7 @@ type ExportFailedError struct {
 
 func (e *ExportFailedError) Error() string {
 	hint := ""
-	if containsFold(e.Message, "virtual table") {
+	if strings.Contains(strings.ToLower(e.Message), "virtual table") {
 		hint = "; D1 cannot export databases with virtual tables (e.g. FTS5): drop them or back up with a table filter"
 	}
 	return fmt.Sprintf("d1: export of database %s failed: %s%s", e.Database, e.Message, hint)

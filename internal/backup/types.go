@@ -1,0 +1,67 @@
+package backup
+
+import "time"
+
+// Target names one database to back up. Either field may be empty: the
+// start step resolves a name to its UUID and a UUID to its name.
+type Target struct {
+	DatabaseID   string `json:"database_id,omitempty"`
+	DatabaseName string `json:"database_name,omitempty"`
+}
+
+// Export statuses, as D1 reports them.
+const (
+	StatusActive   = "active"
+	StatusComplete = "complete"
+	StatusError    = "error"
+)
+
+// Export is the state of one D1 export as it moves through the workflow: the
+// output of the start and poll steps and the input of the poll and store
+// steps. The signed dump URL is a bearer credential: in process it lives in
+// SignedURL, which never serialises; between Lambda steps it travels only
+// sealed (encrypted with a key derived from the credentials secret).
+type Export struct {
+	DatabaseID   string `json:"database_id"`
+	DatabaseName string `json:"database_name"`
+	Bookmark     string `json:"bookmark"`
+	// Status is active, complete or error; the workflow's Choice state reads it.
+	Status string `json:"status"`
+	// Error is D1's message when Status is error.
+	Error string `json:"error,omitempty"`
+	// StartedAt is when the export was started; CompletedAt when it was first
+	// seen complete. Their difference is how long the database was blocked.
+	StartedAt   time.Time  `json:"started_at"`
+	CompletedAt *time.Time `json:"completed_at,omitempty"`
+	// Deadline bounds the polling loop; past it the poll step fails with
+	// ExportTimeoutError.
+	Deadline time.Time `json:"deadline"`
+	// Polls counts poll calls; Restarts counts exports started again after
+	// the previous one stopped running or its URL expired.
+	Polls    int `json:"polls"`
+	Restarts int `json:"restarts"`
+	// PollIntervalSeconds is how long the workflow's Wait state sleeps
+	// between polls.
+	PollIntervalSeconds int `json:"poll_interval_seconds"`
+
+	SignedURL string `json:"-"`
+	SealedURL string `json:"sealed_url,omitempty"`
+}
+
+// Summary is the store step's output: where the backup landed and what it
+// holds. The full record is the manifest stored beside the dump.
+type Summary struct {
+	DatabaseID   string `json:"database_id"`
+	DatabaseName string `json:"database_name"`
+	Bookmark     string `json:"bookmark"`
+	Key          string `json:"key"`
+	ManifestKey  string `json:"manifest_key"`
+	SQLBytes     int64  `json:"sql_bytes"`
+	SQLSHA256    string `json:"sql_sha256"`
+	StoredBytes  int64  `json:"stored_bytes"`
+	StoredSHA256 string `json:"stored_sha256"`
+	Compression  string `json:"compression"`
+	// AlreadyExisted is true when this export had been stored before (a
+	// rerun); nothing was written again.
+	AlreadyExisted bool `json:"already_existed"`
+}

@@ -1,0 +1,37 @@
+// Package config holds the names of every setting and loads them. The CLI,
+// the Lambda functions and the CDK stack share these constants so they cannot
+// drift apart.
+package config
+
+// Environment variables. The first group follows wrangler's names.
+const (
+	EnvAccountID   = "CLOUDFLARE_ACCOUNT_ID"
+	EnvAPIToken    = "CLOUDFLARE_API_TOKEN"
+	EnvAPIBaseURL  = "CLOUDFLARE_API_BASE_URL"
+	EnvR2AccessKey = "R2_ACCESS_KEY_ID"
+	EnvR2Secret    = "R2_SECRET_ACCESS_KEY"
+	EnvR2Bucket    = "R2_BUCKET"
+	EnvR2Endpoint  = "R2_ENDPOINT"
+
+	// EnvSecretARN names the Secrets Manager secret (JSON object whose keys
+	// are EnvAPIToken, EnvR2AccessKey and EnvR2Secret) the Lambda functions
+	// read their credentials from. Unset: credentials come from the variables above.
+	EnvSecretARN = "D1BACKUP_SECRET_ARN"
+
+	EnvPrefix        = "D1BACKUP_PREFIX"         // key prefix inside the bucket
+	EnvCompression   = "D1BACKUP_COMPRESSION"    // gzip (default), zstd, none
+	EnvPollInterval  = "D1BACKUP_POLL_INTERVAL"  // seconds between polls, default 5
+	EnvExportTimeout = "D1BACKUP_EXPORT_TIMEOUT" // Go duration bounding an export, default 1h
+	EnvMaxRestarts   = "D1BACKUP_MAX_RESTARTS"   // new exports after one stopped running, default 2
+	EnvPartSize      = "D1BACKUP_PART_SIZE"      // multipart part size in bytes, default 16 MiB
+	EnvConcurrency   = "D1BACKUP_CONCURRENCY"    // parts uploaded at once, default 4
+	EnvDatabases     = "D1BACKUP_DATABASES"      // comma-separated names/UUIDs, or * for all
+	EnvInclude       = "D1BACKUP_INCLUDE"        // comma-separated glob patterns over names
+	EnvExclude       = "D1BACKUP_EXCLUDE"        // comma-separated glob patterns over names
+)
+
+// DefaultAPIBaseURL is Cloudflare's API root.
+const DefaultAPIBaseURL = "https://api.cloudflare.com/client/v4"
+
+// DefaultLocalDir is where the CLI writes when no R2 bucket is configured.
+const DefaultLocalDir = "d1-backups"
