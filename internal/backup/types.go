@@ -44,6 +44,10 @@ type Export struct {
 	// between polls.
 	PollIntervalSeconds int `json:"poll_interval_seconds"`
 
+	// RestartCause is why the previous export of this input stopped; the
+	// workflow's Catch puts it here before starting a new export.
+	RestartCause *StepError `json:"restart_cause,omitempty"`
+
 	SignedURL string `json:"-"`
 	SealedURL string `json:"sealed_url,omitempty"`
 }
@@ -64,4 +68,10 @@ type Summary struct {
 	// AlreadyExisted is true when this export had been stored before (a
 	// rerun); nothing was written again.
 	AlreadyExisted bool `json:"already_existed"`
+}
+
+// StepError is an error as Step Functions records it in a Catch.
+type StepError struct {
+	Error string `json:"Error"`
+	Cause string `json:"Cause"`
 }

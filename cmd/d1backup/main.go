@@ -1,0 +1,144 @@
+// Command d1backup backs up Cloudflare D1 databases into R2 or a folder.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/d1"
+)
+
+const usage = `d1backup backs up Cloudflare D1 databases into Cloudflare R2 or a local folder.
+
+Usage:
+  d1backup backup  --database <uuid|name> [--dest <dir>|r2://<bucket>/<prefix>] [--compression gzip|zstd|none]
+  d1backup list    [--dest ...] [--database <uuid|name>]
+  d1backup version
+
+Configuration comes from the environment (flags override):
+  CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CLOUDFLARE_API_BASE_URL,
+  R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, R2_BUCKET, R2_ENDPOINT, D1BACKUP_PREFIX.
+Without R2_BUCKET, backups go to ./d1-backups.
+
+Run 'd1backup <command> --help' for a command's flags.
+`
+
+// env is the process environment as the commands see it.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// terminal is true when stderr is a terminal (progress bars).
+	terminal bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, terminal: isTerminal(os.Stderr)}
+	os.Exit(run(ctx, os.Args[1:], e))
+}
+
+// run executes one command and returns the exit code: 0 success, 1 failure,
+// 2 bad usage.
+func run(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "backup":
+		err = cmdBackup(ctx, args[1:], e)
+	case "list":
+		err = cmdList(ctx, args[1:], e)
+	case "version", "--version":
+		fmt.Fprintln(e.stdout, "d1backup", version())
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(e.stdout, usage)
+	default:
+		fmt.Fprintf(e.stderr, "d1backup: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(e.stderr, "d1backup %s: %v\n", args[0], err)
+		return 2
+	}
+	fmt.Fprintf(e.stderr, "d1backup %s: %s\n", args[0], oneLine(err))
+	return 1
+}
+
+// usageError is a mistake on the command line.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// newFlags returns a flag set that prints its usage to e.stdout for --help
+// and returns errors instead of exiting.
+func newFlags(e env, name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: d1backup %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string, e env) error {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(e.stdout)
+			fs.Usage()
+			return flag.ErrHelp
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+func loadConfig(e env) (config.Config, error) {
+	return config.FromEnv(e.getenv)
+}
+
+func newLogger(e env, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	} else if !e.terminal {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func isUUID(s string) bool { return d1.IsUUID(s) }

@@ -1,0 +1,292 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/d1backup/d1backup/internal/d1"
+	"github.com/d1backup/d1backup/internal/store"
+)
+
+// D1 is what the pipeline needs of the D1 API (implemented by *d1.Client).
+type D1 interface {
+	Resolve(ctx context.Context, uuidOrName string) (d1.Database, error)
+	StartExport(ctx context.Context, databaseID string) (d1.ExportStatus, error)
+	PollExport(ctx context.Context, databaseID, bookmark string) (d1.ExportStatus, error)
+	Download(ctx context.Context, signedURL string) (*d1.Download, error)
+}
+
+var _ D1 = (*d1.Client)(nil)
+
+// Config tunes the pipeline. Zero values take the defaults.
+type Config struct {
+	// Compression is gzip (default), zstd or none.
+	Compression string
+	// PollInterval is the wait between polls. Default 5 s.
+	PollInterval time.Duration
+	// ExportTimeout bounds one export from start to complete. Default 1 h.
+	ExportTimeout time.Duration
+	// MaxRestarts bounds the new exports started after one stopped running
+	// or its URL expired. Default 2; negative means none.
+	MaxRestarts int
+	// MaxRetries bounds Run's retries of retryable failures (rate limits,
+	// busy exports, failed downloads or uploads). Default 3.
+	MaxRetries int
+	// ToolVersion goes into manifests.
+	ToolVersion string
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+	// Sleep waits between polls and retries; a context-aware time.Sleep if nil.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Progress, if set, is called as dump bytes stream through the store
+	// step with the bytes so far and the total (-1 if unknown).
+	Progress func(done, total int64)
+	Logger   *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultPollInterval  = 5 * time.Second
+	DefaultExportTimeout = time.Hour
+	DefaultMaxRestarts   = 2
+	DefaultMaxRetries    = 3
+)
+
+// Runner runs the pipeline's steps against one D1 account and one store.
+type Runner struct {
+	d1    D1
+	store store.Store
+	cfg   Config
+	log   *slog.Logger
+}
+
+// NewRunner validates cfg and returns a Runner.
+func NewRunner(api D1, st store.Store, cfg Config) (*Runner, error) {
+	if cfg.Compression == "" {
+		cfg.Compression = CompressionGzip
+	}
+	if _, err := Extension(cfg.Compression); err != nil {
+		return nil, err
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.PollInterval < 0 {
+		return nil, &ConfigError{Msg: fmt.Sprintf("poll interval %s is negative", cfg.PollInterval)}
+	}
+	if cfg.ExportTimeout == 0 {
+		cfg.ExportTimeout = DefaultExportTimeout
+	}
+	if cfg.ExportTimeout < 0 {
+		return nil, &ConfigError{Msg: fmt.Sprintf("export timeout %s is negative", cfg.ExportTimeout)}
+	}
+	if cfg.MaxRestarts == 0 {
+		cfg.MaxRestarts = DefaultMaxRestarts
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = DefaultMaxRetries
+	}
+	if cfg.ToolVersion == "" {
+		cfg.ToolVersion = "dev"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{d1: api, store: st, cfg: cfg, log: log}, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Start starts an export. in is a Target (database_id and/or database_name)
+// or, when the workflow restarts an export that stopped, the previous Export.
+func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
+	restarts := in.Restarts
+	if in.Bookmark != "" {
+		// A previous export of this input existed: this is a restart.
+		restarts++
+		if r.cfg.MaxRestarts < 0 || restarts > r.cfg.MaxRestarts {
+			return Export{}, &TooManyRestartsError{Database: label(in), Restarts: restarts - 1, Cause: lastCause(in)}
+		}
+	}
+	id, name := in.DatabaseID, in.DatabaseName
+	if id == "" || name == "" {
+		ref := id
+		if ref == "" {
+			ref = name
+		}
+		if ref == "" {
+			return Export{}, &ConfigError{Msg: "no database given: set database_id or database_name"}
+		}
+		db, err := r.d1.Resolve(ctx, ref)
+		if err != nil {
+			return Export{}, err
+		}
+		id, name = db.UUID, db.Name
+	}
+	now := r.cfg.Now().UTC()
+	st, err := r.d1.StartExport(ctx, id)
+	if err != nil {
+		return Export{}, err
+	}
+	out := Export{
+		DatabaseID:          id,
+		DatabaseName:        name,
+		StartedAt:           now,
+		Deadline:            now.Add(r.cfg.ExportTimeout),
+		Restarts:            restarts,
+		PollIntervalSeconds: int((r.cfg.PollInterval + time.Second - 1) / time.Second),
+	}
+	r.apply(&out, st)
+	r.log.Info("export started", "database", name, "database_id", id, "bookmark", out.Bookmark, "status", out.Status, "restarts", restarts)
+	return out, nil
+}
+
+// Poll polls a running export once.
+func (r *Runner) Poll(ctx context.Context, in Export) (Export, error) {
+	if in.DatabaseID == "" || in.Bookmark == "" {
+		return Export{}, &ConfigError{Msg: "poll needs database_id and bookmark (the output of the start step)"}
+	}
+	if !in.Deadline.IsZero() && r.cfg.Now().After(in.Deadline) {
+		return Export{}, &ExportTimeoutError{Database: label(in), Deadline: in.Deadline, Polls: in.Polls}
+	}
+	st, err := r.d1.PollExport(ctx, in.DatabaseID, in.Bookmark)
+	if err != nil {
+		return Export{}, err
+	}
+	out := in
+	out.Polls++
+	r.apply(&out, st)
+	r.log.Debug("export polled", "database", in.DatabaseName, "bookmark", out.Bookmark, "status", out.Status, "polls", out.Polls)
+	return out, nil
+}
+
+func (r *Runner) apply(e *Export, st d1.ExportStatus) {
+	e.Bookmark = st.Bookmark
+	e.Status = st.Status
+	e.Error = st.Error
+	if st.Status == StatusComplete {
+		e.SignedURL = st.SignedURL
+		if e.CompletedAt == nil {
+			t := r.cfg.Now().UTC()
+			e.CompletedAt = &t
+		}
+	}
+}
+
+// Run backs up one database start to finish: start, poll until complete,
+// store. Retryable failures are retried and a stopped export is restarted,
+// both a bounded number of times.
+func (r *Runner) Run(ctx context.Context, target Target) (Summary, error) {
+	exp := Export{DatabaseID: target.DatabaseID, DatabaseName: target.DatabaseName}
+	start, failures := true, 0
+	for {
+		var sum Summary
+		err := func() error {
+			if start {
+				next, err := r.Start(ctx, exp)
+				if err != nil {
+					return err
+				}
+				exp, start = next, false
+			}
+			next, err := r.waitComplete(ctx, exp)
+			if err != nil {
+				return err
+			}
+			exp = next
+			sum, err = r.Store(ctx, exp)
+			return err
+		}()
+		switch {
+		case err == nil:
+			return sum, nil
+		case ctx.Err() != nil:
+			return Summary{}, err
+		case d1.NeedsNewExport(err) && exp.Bookmark != "":
+			r.log.Warn("export stopped; starting a new one", "database", exp.DatabaseName, "cause", err)
+			exp.RestartCause = &StepError{Error: fmt.Sprintf("%T", err), Cause: err.Error()}
+			start = true
+		case Retryable(err) && failures < r.cfg.MaxRetries:
+			failures++
+			d := backoff(failures, err)
+			r.log.Warn("retrying", "database", label(exp), "attempt", failures+1, "wait", d, "cause", err)
+			if serr := r.cfg.Sleep(ctx, d); serr != nil {
+				return Summary{}, err
+			}
+		default:
+			return Summary{}, err
+		}
+	}
+}
+
+func backoff(attempt int, err error) time.Duration {
+	var rl *d1.RateLimitError
+	if errors.As(err, &rl) && rl.RetryAfter > 0 {
+		return rl.RetryAfter
+	}
+	return time.Duration(1<<min(attempt-1, 5)) * 2 * time.Second
+}
+
+// waitComplete polls until the export is no longer active.
+func (r *Runner) waitComplete(ctx context.Context, exp Export) (Export, error) {
+	for exp.Status == StatusActive {
+		if err := r.cfg.Sleep(ctx, r.cfg.PollInterval); err != nil {
+			return exp, err
+		}
+		next, err := r.Poll(ctx, exp)
+		if err != nil {
+			if d1.IsRetryable(err) && !errors.Is(err, context.Canceled) {
+				// One failed poll must not cancel the export: it only
+				// cancels itself after a longer silence.
+				r.log.Warn("poll failed; polling again", "database", exp.DatabaseName, "cause", err)
+				if serr := r.cfg.Sleep(ctx, backoff(1, err)); serr != nil {
+					return exp, err
+				}
+				exp.Polls++
+				continue
+			}
+			return exp, err
+		}
+		exp = next
+	}
+	if exp.Status == StatusError {
+		return exp, &d1.ExportFailedError{Database: label(exp), Message: exp.Error}
+	}
+	return exp, nil
+}
+
+func label(e Export) string {
+	switch {
+	case e.DatabaseName != "" && e.DatabaseID != "":
+		return fmt.Sprintf("%s (%s)", e.DatabaseName, e.DatabaseID)
+	case e.DatabaseName != "":
+		return e.DatabaseName
+	}
+	return e.DatabaseID
+}
+
+func lastCause(e Export) string {
+	if e.RestartCause != nil {
+		return e.RestartCause.Cause
+	}
+	return "unknown"
+}
