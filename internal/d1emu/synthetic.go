@@ -101,14 +101,12 @@ func writeSynthetic(ctx context.Context, w io.Writer, name string, size int64) (
 		ts += int64(a % 97)
 		noteLen := int(64 + b%448)
 		start := len(buf)
-		buf, noteAt := appendSynthRow(buf, id, ts, a, b, noteLen)
+		buf = appendSynthRow(buf, id, ts, a, b, noteLen)
 		rowLen := int64(len(buf) - start)
 		if rest := remaining - rowLen; rest < synthMaxFixed {
 			// Last row: stretch (or shrink) its note to land exactly on size.
-			buf = buf[:start]
-			noteLen = noteAt - (len(buf)) // bytes before the note
 			fixed := rowLen - int64(noteLen)
-			buf, _ = appendSynthRow(buf, id, ts, a, b, int(remaining-fixed))
+			buf = appendSynthRow(buf[:start], id, ts, a, b, int(remaining-fixed))
 			remaining = 0
 		} else {
 			remaining = rest
@@ -122,10 +120,8 @@ func writeSynthetic(ctx context.Context, w io.Writer, name string, size int64) (
 	return written, flush()
 }
 
-// appendSynthRow appends one INSERT with a note of exactly noteLen bytes
-// after its prefix, and returns where the note starts (relative to the row start).
-func appendSynthRow(buf []byte, id, ts int64, a, b uint64, noteLen int) ([]byte, int) {
-	start := len(buf)
+// appendSynthRow appends one INSERT whose note text is exactly noteLen bytes.
+func appendSynthRow(buf []byte, id, ts int64, a, b uint64, noteLen int) []byte {
 	buf = append(buf, synthInsert...)
 	buf = strconv.AppendInt(buf, id, 10)
 	buf = append(buf, ',')
@@ -149,7 +145,6 @@ func appendSynthRow(buf []byte, id, ts int64, a, b uint64, noteLen int) ([]byte,
 		}
 	}
 	buf = append(buf, ",'"...)
-	noteAt := len(buf) - start
 	prefix := synthPrefixes[(b>>32)%uint64(len(synthPrefixes))]
 	if len(prefix) > noteLen {
 		prefix = ""
@@ -164,5 +159,5 @@ func appendSynthRow(buf []byte, id, ts int64, a, b uint64, noteLen int) ([]byte,
 		off = 0
 	}
 	buf = append(buf, "');\n"...)
-	return buf, noteAt
+	return buf
 }

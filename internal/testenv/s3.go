@@ -137,6 +137,7 @@ func startS3(bin, dir string) (*S3, error) {
 			"--key", keyFile,
 			"--health", "/health",
 			"--quiet",
+			"--keep-alive", // as R2 does; otherwise every request pays a TLS handshake
 			"posix", root,
 		)
 		// Credentials through the environment keep the secret out of the
