@@ -1,0 +1,89 @@
+package step
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/config"
+)
+
+// Load builds the handlers for a Lambda cold start: settings from the
+// environment, credentials from the Secrets Manager secret named by
+// D1BACKUP_SECRET_ARN (or, without one, from the environment as for the
+// CLI). withStore opens the R2 bucket (only the store step writes). A failure
+// is not fatal here: every invocation then returns it as a ConfigError, which
+// the workflow reports with its cause instead of an opaque init failure.
+func Load(ctx context.Context, withStore bool, version string) *Handlers {
+	h, err := load(ctx, withStore, version)
+	if err != nil {
+		return &Handlers{initErr: &backup.ConfigError{Msg: err.Error()}}
+	}
+	return h
+}
+
+func load(ctx context.Context, withStore bool, version string) (*Handlers, error) {
+	getenv := os.Getenv
+	if arn := os.Getenv(config.EnvSecretARN); arn != "" {
+		secret, err := readSecret(ctx, arn)
+		if err != nil {
+			return nil, err
+		}
+		getenv = func(k string) string {
+			if v, ok := secret[k]; ok && v != "" {
+				return v
+			}
+			return os.Getenv(k)
+		}
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	d := Deps{
+		Config:     cfg,
+		HTTPClient: http.DefaultClient,
+		Backup: backup.Config{
+			ToolVersion: version,
+			Logger:      slog.New(slog.NewJSONHandler(os.Stdout, nil)),
+		},
+	}
+	if withStore {
+		if !cfg.HasR2() {
+			return nil, fmt.Errorf("%s is not set", config.EnvR2Bucket)
+		}
+		if d.Store, err = cfg.R2Store(cfg.R2Bucket, cfg.Prefix, d.HTTPClient); err != nil {
+			return nil, err
+		}
+	}
+	return New(d)
+}
+
+// readSecret fetches the credentials secret: a JSON object whose keys are
+// the environment variable names it stands in for.
+func readSecret(ctx context.Context, arn string) (map[string]string, error) {
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS config: %w", err)
+	}
+	out, err := secretsmanager.NewFromConfig(awsCfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &arn})
+	if err != nil {
+		return nil, fmt.Errorf("read secret %s: %w", arn, err)
+	}
+	if out.SecretString == nil {
+		return nil, fmt.Errorf("secret %s has no string value", arn)
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(*out.SecretString), &m); err != nil {
+		// The JSON error could quote the secret's bytes: keep it out.
+		return nil, fmt.Errorf("secret %s is not a JSON object of strings (keys %s, %s, %s)", arn, config.EnvAPIToken, config.EnvR2AccessKey, config.EnvR2Secret)
+	}
+	return m, nil
+}

@@ -1,0 +1,145 @@
+// Package step holds the Lambda handlers of the backup workflow: thin
+// adapters that turn step input into pipeline calls and every failure into a
+// classified error whose Go type name the state machine matches.
+package step
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"reflect"
+
+	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/d1"
+	"github.com/d1backup/d1backup/internal/seal"
+	"github.com/d1backup/d1backup/internal/store"
+)
+
+// Handlers serves the steps of one deployment.
+type Handlers struct {
+	initErr error
+	runner  *backup.Runner
+	api     *d1.Client
+	sealer  *seal.Sealer
+	sel     backup.Selection
+}
+
+// Deps are what New builds Handlers from; Store may be nil for steps that
+// do not write (discover, start, poll).
+type Deps struct {
+	Config     config.Config
+	HTTPClient *http.Client
+	Store      store.Store
+	Backup     backup.Config
+}
+
+// New builds the handlers from a loaded configuration.
+func New(d Deps) (*Handlers, error) {
+	api, err := d.Config.D1Client(d.HTTPClient)
+	if err != nil {
+		return nil, &backup.ConfigError{Msg: err.Error()}
+	}
+	sealer, err := seal.New(d.Config.APIToken, d.Config.R2SecretAccessKey)
+	if err != nil {
+		return nil, &backup.ConfigError{Msg: err.Error()}
+	}
+	bc := d.Backup
+	bc.Compression = d.Config.Compression
+	bc.PollInterval = d.Config.PollInterval
+	bc.ExportTimeout = d.Config.ExportTimeout
+	bc.MaxRestarts = d.Config.MaxRestarts
+	if d.Config.MaxRestarts == 0 {
+		bc.MaxRestarts = -1
+	}
+	runner, err := backup.NewRunner(api, d.Store, bc)
+	if err != nil {
+		return nil, err
+	}
+	return &Handlers{runner: runner, api: api, sealer: sealer, sel: backup.Selection{
+		Databases: d.Config.Databases, Include: d.Config.Include, Exclude: d.Config.Exclude,
+	}}, nil
+}
+
+// DiscoverOutput is the discover step's output, the run workflow's Map input.
+type DiscoverOutput struct {
+	Databases []backup.Target `json:"databases"`
+}
+
+// Discover lists the databases the scheduled run backs up.
+func (h *Handlers) Discover(ctx context.Context, _ struct{}) (DiscoverOutput, error) {
+	if h.initErr != nil {
+		return DiscoverOutput{}, h.initErr
+	}
+	ts, err := backup.Discover(ctx, h.api, h.sel)
+	if err != nil {
+		return DiscoverOutput{}, backup.Classified(err)
+	}
+	if ts == nil {
+		ts = []backup.Target{}
+	}
+	return DiscoverOutput{Databases: ts}, nil
+}
+
+// StartExport starts (or, after a stopped export, restarts) an export.
+func (h *Handlers) StartExport(ctx context.Context, in backup.Export) (backup.Export, error) {
+	if h.initErr != nil {
+		return backup.Export{}, h.initErr
+	}
+	out, err := h.runner.Start(ctx, in)
+	if err != nil {
+		return backup.Export{}, backup.Classified(err)
+	}
+	return h.sealed(out), nil
+}
+
+// PollExport polls a running export once.
+func (h *Handlers) PollExport(ctx context.Context, in backup.Export) (backup.Export, error) {
+	if h.initErr != nil {
+		return backup.Export{}, h.initErr
+	}
+	out, err := h.runner.Poll(ctx, in)
+	if err != nil {
+		return backup.Export{}, backup.Classified(err)
+	}
+	return h.sealed(out), nil
+}
+
+// StoreDump streams a complete export's dump into the bucket.
+func (h *Handlers) StoreDump(ctx context.Context, in backup.Export) (backup.Summary, error) {
+	if h.initErr != nil {
+		return backup.Summary{}, h.initErr
+	}
+	if in.SealedURL == "" {
+		return backup.Summary{}, &backup.ConfigError{Msg: fmt.Sprintf("store step input has no sealed_url (export status %q)", in.Status)}
+	}
+	url, err := h.sealer.Open(in.SealedURL)
+	if err != nil {
+		return backup.Summary{}, &backup.IntegrityError{Msg: err.Error()}
+	}
+	in.SignedURL = url
+	sum, err := h.runner.Store(ctx, in)
+	if err != nil {
+		return backup.Summary{}, backup.Classified(err)
+	}
+	return sum, nil
+}
+
+func (h *Handlers) sealed(e backup.Export) backup.Export {
+	if e.SignedURL != "" {
+		e.SealedURL = h.sealer.Seal(e.SignedURL)
+		e.SignedURL = ""
+	}
+	return e
+}
+
+// ErrorType is the errorType aws-lambda-go reports for err: the name of
+// its Go type, dereferenced once. The local simulation uses it so that Retry
+// and Catch match exactly as they will in AWS.
+func ErrorType(err error) string {
+	t := reflect.TypeOf(err)
+	if t.Kind() == reflect.Pointer {
+		return t.Elem().Name()
+	}
+	return t.Name()
+}
