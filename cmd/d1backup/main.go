@@ -35,6 +35,7 @@ Run 'd1backup <command> --help' for a command's flags.
 
 // env is the process environment as the commands see it.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	// terminal is true when stderr is a terminal (progress bars).
@@ -44,7 +45,7 @@ type env struct {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, terminal: isTerminal(os.Stderr)}
+	e := env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, terminal: isTerminal(os.Stderr)}
 	os.Exit(run(ctx, os.Args[1:], e))
 }
 
@@ -61,12 +62,14 @@ func run(ctx context.Context, args []string, e env) int {
 		err = cmdBackup(ctx, args[1:], e)
 	case "list":
 		err = cmdList(ctx, args[1:], e)
+	case "step":
+		err = cmdStep(ctx, args[1:], e, e.stdin)
 	case "version", "--version":
 		fmt.Fprintln(e.stdout, "d1backup", version())
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(e.stdout, usage)
 	default:
-		fmt.Fprintf(e.stderr, "d1backup: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(e.stderr, "d1backup: unknown command %q; run 'd1backup --help' for the commands\n", args[0])
 		return 2
 	}
 	switch {
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, e env) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errStepFailed):
+		return 1
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(e.stderr, "d1backup %s: %v\n", args[0], err)
 		return 2

@@ -79,8 +79,8 @@ func dumpSQLite(ctx context.Context, db *sql.DB, w io.Writer, opts dumpOptions) 
 	if err := findVirtualTable(ctx, tx); err != nil {
 		return 0, nil, err
 	}
-	d := &dumper{ctx: ctx, tx: tx, out: bufio.NewWriterSize(&countWriter{w: w}, 256<<10), sum: sha256.New(), opts: opts}
-	d.count = d.out.Writer().(*countWriter)
+	cw := &countWriter{w: w}
+	d := &dumper{ctx: ctx, tx: tx, out: bufio.NewWriterSize(cw, 256<<10), count: cw, sum: sha256.New(), opts: opts}
 	if err := d.run(); err != nil {
 		return d.count.n, nil, fmt.Errorf("dump: %w", err)
 	}
@@ -161,10 +161,17 @@ func (d *dumper) run() error {
 			if err := d.emit([]byte("DELETE FROM sqlite_sequence;\n"), sel && data); err != nil {
 				return err
 			}
-		case isStatTable(t.name):
+		case t.name == "sqlite_stat1":
+			// ANALYZE creates sqlite_stat1 for the rows that follow. Only
+			// stat1 travels: sqlite_stat4 exists only in SQLite builds
+			// with STAT4, and ANALYZE rebuilds it anyway.
 			if err := d.emit([]byte("ANALYZE sqlite_schema;\n"), sel && data); err != nil {
 				return err
 			}
+			if err := d.rows(t.name, `WHERE tbl NOT LIKE '\_cf\_%' ESCAPE '\'`, sel && data); err != nil {
+				return err
+			}
+			continue
 		case strings.HasPrefix(t.name, "sqlite_"):
 			continue
 		default:
@@ -172,7 +179,7 @@ func (d *dumper) run() error {
 				return err
 			}
 		}
-		if err := d.rows(t.name, sel && data); err != nil {
+		if err := d.rows(t.name, "", sel && data); err != nil {
 			return err
 		}
 	}
@@ -192,12 +199,8 @@ func (d *dumper) run() error {
 	return nil
 }
 
-func isStatTable(name string) bool {
-	return len(name) == len("sqlite_stat1") && strings.HasPrefix(name, "sqlite_stat")
-}
-
-// rows emits one INSERT per row of table, in rowid order.
-func (d *dumper) rows(table string, selected bool) error {
+// rows emits one INSERT per row of table (filtered by where), in rowid order.
+func (d *dumper) rows(table, where string, selected bool) error {
 	cols, err := d.columns(table)
 	if err != nil {
 		return err
@@ -217,7 +220,7 @@ func (d *dumper) rows(table string, selected bool) error {
 		exprs[i] = "+" + quoteIdent(c)
 	}
 	prefix = append(prefix, ") VALUES("...)
-	sel := "SELECT " + strings.Join(exprs, ",") + " FROM " + quoteIdent(table)
+	sel := "SELECT " + strings.Join(exprs, ",") + " FROM " + quoteIdent(table) + " " + where
 	rows, err := d.tx.QueryContext(d.ctx, sel+" ORDER BY _rowid_")
 	if err != nil {
 		// WITHOUT ROWID tables have no rowid: primary key order.

@@ -1,0 +1,42 @@
+// Command infra is the d1backup CDK app: `cdk synth` / `cdk deploy` run it
+// (see cdk.json). It is the only place that reads CDK context.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/jsii-runtime-go"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "d1backup:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	defer jsii.Close()
+	app := awscdk.NewApp(nil)
+	cfg, err := ParseConfig(func(key string) any { return app.Node().TryGetContext(jsii.String(key)) })
+	if err != nil {
+		return fmt.Errorf("invalid CDK context (cdk.json or -c key=value):\n%w", err)
+	}
+	// Code_FromAsset fails with a cryptic jsii error on a missing directory.
+	for _, dir := range FunctionDirs() {
+		if _, err := os.Stat(filepath.Join(cfg.AssetDir, dir, "bootstrap")); err != nil {
+			return fmt.Errorf("lambda %s not built (%v): run scripts/build-lambdas, or set context %q", dir, err, KeyAssetDir)
+		}
+	}
+	NewBackupStack(app, "D1Backup", &BackupStackProps{
+		StackProps: awscdk.StackProps{
+			Description: jsii.String("d1backup: scheduled backups of Cloudflare D1 databases into R2"),
+		},
+		Config: cfg,
+	})
+	app.Synth(nil)
+	return nil
+}

@@ -1,0 +1,423 @@
+package backup_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/d1"
+	"github.com/d1backup/d1backup/internal/d1emu"
+	"github.com/d1backup/d1backup/internal/store"
+	"github.com/d1backup/d1backup/internal/store/local"
+	"github.com/d1backup/d1backup/internal/store/r2"
+	"github.com/d1backup/d1backup/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const seed = `
+CREATE TABLE customers (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, notes TEXT, photo BLOB);
+CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers(id), total REAL);
+CREATE INDEX orders_customer ON orders(customer_id);
+INSERT INTO customers (name, notes, photo) VALUES ('Ada', 'likes ''quotes''
+and newlines', X'00FF10'), ('Bob', NULL, NULL);
+INSERT INTO orders VALUES (1, 1, 9.5), (2, 2, 12.25), (3, 1, 9007199254740993);
+`
+
+type env struct {
+	emu  *d1emu.Server
+	api  *d1.Client
+	db   d1emu.Database
+	dump []byte
+}
+
+func newEnv(t *testing.T, opts d1emu.Options) *env {
+	t.Helper()
+	emu, err := d1emu.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu)
+	t.Cleanup(func() { srv.Close(); emu.Close() })
+	db, err := emu.CreateDatabase("shop", seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := d1.New(d1.Config{
+		AccountID: emu.AccountID(), APIToken: emu.Token(), BaseURL: srv.URL + "/client/v4",
+		HTTPClient: srv.Client(), MaxRetries: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dump bytes.Buffer
+	if _, err := emu.WriteDump(context.Background(), db.UUID, &dump); err != nil {
+		t.Fatal(err)
+	}
+	return &env{emu: emu, api: api, db: db, dump: dump.Bytes()}
+}
+
+func runner(t *testing.T, api backup.D1, st store.Store, compression string) *backup.Runner {
+	t.Helper()
+	r, err := backup.NewRunner(api, st, backup.Config{
+		Compression:  compression,
+		PollInterval: time.Millisecond,
+		Sleep:        func(context.Context, time.Duration) error { return nil },
+		ToolVersion:  "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func r2Store(t *testing.T, s *testenv.S3, bucket string, hc *http.Client) *r2.Store {
+	t.Helper()
+	if hc == nil {
+		hc = s.HTTPClient
+	}
+	st, err := r2.New(r2.Config{
+		Endpoint: s.Endpoint, Region: s.Region, Bucket: bucket, Prefix: "backups",
+		AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey,
+		PartSize: 5 << 20, Concurrency: 2, HTTPClient: hc,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+func get(t *testing.T, st store.Store, key string) []byte {
+	t.Helper()
+	rc, err := st.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func decompress(t *testing.T, compression string, b []byte) []byte {
+	t.Helper()
+	var r io.Reader
+	switch compression {
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return b
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func keys(t *testing.T, st store.Store) []string {
+	t.Helper()
+	objs, err := st.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.Key)
+	}
+	return out
+}
+
+// TestBackupRoundTrip backs up through the whole pipeline into versitygw
+// and a folder, for every compression, and checks what a user would: the
+// stored bytes decompress to the emulator's dump, and the manifest's hashes
+// and sizes describe what is stored.
+func TestBackupRoundTrip(t *testing.T) {
+	s := testenv.RequireS3(t)
+	for _, compression := range []string{"gzip", "zstd", "none"} {
+		for _, dest := range []string{"r2", "local"} {
+			t.Run(compression+"/"+dest, func(t *testing.T) {
+				e := newEnv(t, d1emu.Options{ExportPolls: 2})
+				var st store.Store
+				if dest == "r2" {
+					st = r2Store(t, s, s.NewBucket(t), nil)
+				} else {
+					var err error
+					if st, err = local.New(t.TempDir()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sum, err := runner(t, e.api, st, compression).Run(context.Background(), backup.Target{DatabaseName: "shop"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ext, _ := backup.Extension(compression)
+				if want := e.db.UUID + "/" + sum.Bookmark + ext; sum.Key != want {
+					t.Errorf("key = %s, want %s", sum.Key, want)
+				}
+				stored := get(t, st, sum.Key)
+				sql := decompress(t, compression, stored)
+				if got, want := sha(sql), sha(e.dump); got != want {
+					t.Fatalf("SQL sha256 = %s, want the emulator dump's %s", got, want)
+				}
+				m, err := backup.ReadManifest(context.Background(), st, sum.ManifestKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checks := []struct {
+					name      string
+					got, want any
+				}{
+					{"database_id", m.DatabaseID, e.db.UUID},
+					{"database_name", m.DatabaseName, "shop"},
+					{"bookmark", m.Bookmark, sum.Bookmark},
+					{"sql_bytes", m.SQLBytes, int64(len(e.dump))},
+					{"sql_sha256", m.SQLSHA256, sha(e.dump)},
+					{"stored_bytes", m.StoredBytes, int64(len(stored))},
+					{"stored_sha256", m.StoredSHA256, sha(stored)},
+					{"compression", m.Compression, compression},
+					{"tool_version", m.ToolVersion, "test"},
+					{"times ordered", !m.ExportCompletedAt.Before(m.ExportStartedAt) && !m.ExportStartedAt.IsZero(), true},
+				}
+				for _, c := range checks {
+					if c.got != c.want {
+						t.Errorf("manifest %s = %v, want %v", c.name, c.got, c.want)
+					}
+				}
+
+				// A rerun of the same export neither duplicates nor overwrites.
+				before := keys(t, st)
+				again, err := runner(t, e.api, st, compression).Run(context.Background(), backup.Target{DatabaseID: e.db.UUID})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !again.AlreadyExisted || again.Key != sum.Key {
+					t.Errorf("rerun = %+v, want AlreadyExisted at %s", again, sum.Key)
+				}
+				if got := keys(t, st); strings.Join(got, ",") != strings.Join(before, ",") {
+					t.Errorf("rerun changed the objects: %v, was %v", got, before)
+				}
+			})
+		}
+	}
+}
+
+// TestNewDataNewKey: a write to the database gives a new bookmark and so a
+// second backup beside the first.
+func TestNewDataNewKey(t *testing.T) {
+	e := newEnv(t, d1emu.Options{})
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := runner(t, e.api, st, "gzip").Run(context.Background(), backup.Target{DatabaseName: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.emu.Exec(e.db.UUID, "INSERT INTO customers (name) VALUES ('Cy')"); err != nil {
+		t.Fatal(err)
+	}
+	second, err := runner(t, e.api, st, "gzip").Run(context.Background(), backup.Target{DatabaseName: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Key == first.Key || second.Bookmark <= first.Bookmark {
+		t.Fatalf("second backup %s (bookmark %s) should follow %s", second.Key, second.Bookmark, first.Key)
+	}
+	ms, err := backup.ListManifests(context.Background(), st, backup.DatabasePrefix(e.db.UUID))
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("ListManifests = %d, %v; want 2", len(ms), err)
+	}
+}
+
+// failPart makes UploadPart number n fail at the transport, against the
+// real server, as a dropped connection would.
+type failPart struct {
+	base  http.RoundTripper
+	n     string
+	fired atomic.Bool
+}
+
+func (f *failPart) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPut && req.URL.Query().Get("partNumber") == f.n {
+		f.fired.Store(true)
+		return nil, &net.OpError{Op: "write", Net: "tcp", Err: syscall.ECONNRESET}
+	}
+	return f.base.RoundTrip(req)
+}
+
+// TestFailuresLeaveNothing: a truncated download and a failing upload end
+// in an error and leave no object, no manifest and no unfinished upload.
+func TestFailuresLeaveNothing(t *testing.T) {
+	s := testenv.RequireS3(t)
+	// Big enough for several 5 MiB parts.
+	big := "CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB);\n" +
+		"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 12) INSERT INTO blobs SELECT i, randomblob(1048576) FROM n;"
+	for _, tt := range []struct {
+		name        string
+		compression string
+		fault       *d1emu.Fault
+		failPart    bool
+		want        any
+	}{
+		{"truncated download/gzip", "gzip", &d1emu.Fault{Endpoint: "download", Kind: d1emu.FaultTruncate, Times: 10}, false, new(*d1.DownloadError)},
+		{"truncated download/none", "none", &d1emu.Fault{Endpoint: "download", Kind: d1emu.FaultTruncate, Times: 10}, false, new(*d1.DownloadError)},
+		{"failing upload/gzip", "gzip", nil, true, new(*backup.StoreUnavailableError)},
+		{"failing upload/none", "none", nil, true, new(*backup.StoreUnavailableError)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, d1emu.Options{})
+			if _, err := e.emu.CreateDatabase("big", big); err != nil {
+				t.Fatal(err)
+			}
+			if tt.fault != nil {
+				e.emu.InjectFault(*tt.fault)
+			}
+			bucket := s.NewBucket(t)
+			hc := s.HTTPClient
+			fp := &failPart{base: s.HTTPClient.Transport, n: "2"}
+			if tt.failPart {
+				hc = &http.Client{Transport: fp}
+			}
+			st := r2Store(t, s, bucket, hc)
+			_, err := runner(t, e.api, st, tt.compression).Run(context.Background(), backup.Target{DatabaseName: "big"})
+			if err == nil {
+				t.Fatal("backup succeeded, want failure")
+			}
+			if !errors.As(err, tt.want) {
+				t.Fatalf("error %T (%v), want %T", err, err, tt.want)
+			}
+			if tt.failPart && !fp.fired.Load() {
+				t.Fatal("the upload never reached part 2: the test proves nothing")
+			}
+			if got := keys(t, r2Store(t, s, bucket, nil)); len(got) != 0 {
+				t.Errorf("objects left behind: %v", got)
+			}
+			ups, err := s.Client().ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ups.Uploads) != 0 {
+				t.Errorf("%d multipart uploads left open", len(ups.Uploads))
+			}
+		})
+	}
+}
+
+// TestRunRecovers: passing faults are retried and a stopped export is
+// restarted; permanent ones end the run with their class.
+func TestRunRecovers(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		faults []d1emu.Fault
+		want   any
+	}{
+		{"truncated once", []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultTruncate}}, nil},
+		{"expired URL", []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired}}, nil},
+		{"not exporting", []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultNotExporting}}, nil},
+		{"busy then free", []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultBusy, Times: 2}}, nil},
+		{"rate limited", []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultRateLimit, RetryAfter: 600}}, nil},
+		{"expired forever", []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired, Times: 10}}, new(*backup.TooManyRestartsError)},
+		{"export error", []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultExportError}}, new(*d1.ExportFailedError)},
+		{"bad token", []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultBadToken}}, new(*d1.AuthError)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, d1emu.Options{ExportPolls: 1})
+			for _, f := range tt.faults {
+				e.emu.InjectFault(f)
+			}
+			st, err := local.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := runner(t, e.api, st, "gzip").Run(context.Background(), backup.Target{DatabaseName: "shop"})
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if got, want := sum.SQLSHA256, sha(e.dump); got != want {
+					t.Errorf("sql sha256 %s, want %s", got, want)
+				}
+				return
+			}
+			if !errors.As(err, tt.want) {
+				t.Fatalf("Run error %T (%v), want %T", err, err, tt.want)
+			}
+			if got := keys(t, st); len(got) != 0 {
+				t.Errorf("objects left behind: %v", got)
+			}
+		})
+	}
+}
+
+// TestExportDeadline: polling past the deadline fails with a timeout and
+// says so.
+func TestExportDeadline(t *testing.T) {
+	e := newEnv(t, d1emu.Options{ExportPolls: 1000})
+	st, _ := local.New(t.TempDir())
+	now := time.Now()
+	r, err := backup.NewRunner(e.api, st, backup.Config{
+		ExportTimeout: time.Minute,
+		Now:           func() time.Time { now = now.Add(10 * time.Second); return now },
+		Sleep:         func(context.Context, time.Duration) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Run(context.Background(), backup.Target{DatabaseName: "shop"})
+	var te *backup.ExportTimeoutError
+	if !errors.As(err, &te) {
+		t.Fatalf("Run = %v, want ExportTimeoutError", err)
+	}
+	if te.Polls < 3 || te.Polls > 7 {
+		t.Errorf("timed out after %d polls, want about 5", te.Polls)
+	}
+}
+
+func TestClassified(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("wrapped: %w", &d1.RateLimitError{Op: "x"}), "*d1.RateLimitError"},
+		{fmt.Errorf("a: %w", fmt.Errorf("b: %w", &backup.ConflictError{Key: "k"})), "*backup.ConflictError"},
+		{errors.New("plain"), "*backup.InternalError"},
+	} {
+		if got := fmt.Sprintf("%T", backup.Classified(tt.err)); got != tt.want {
+			t.Errorf("Classified(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package local_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/d1backup/d1backup/internal/store"
+	"github.com/d1backup/d1backup/internal/store/local"
+	"github.com/d1backup/d1backup/internal/store/storetest"
+)
+
+func open(t *testing.T) store.Store {
+	s, err := local.New(filepath.Join(t.TempDir(), "backups"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, open, storetest.Options{
+		// A failed Put must not leave its temporary file behind either.
+		NoPartialUploads: func(t *testing.T, s store.Store, key string) {
+			t.Helper()
+			filepath.WalkDir(s.String(), func(p string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					t.Errorf("file left behind: %s", p)
+				}
+				return nil
+			})
+		},
+	})
+}
+
+func TestNewCreatesFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	s, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.String(), dir; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Errorf("folder not created: %v", err)
+	}
+	if _, err := local.New(""); err == nil {
+		t.Error(`New("") succeeded, want an error`)
+	}
+}
+
+// A crash between writing and linking leaves a temporary file; List must
+// not report it, and it must not block a later Put of the same key.
+func TestListSkipsTemporaryFiles(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	tmp := filepath.Join(s.String(), "db", ".dump.sql.tmp-123456")
+	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "db/dump.sql", strings.NewReader("whole"), store.PutOptions{Size: 5}); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := s.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || objs[0].Key != "db/dump.sql" {
+		t.Errorf("List = %v, want only db/dump.sql", objs)
+	}
+	if _, err := s.Put(ctx, "db/.dump.sql.tmp-1", strings.NewReader("x"), store.PutOptions{Size: 1}); err == nil {
+		t.Error("Put of a temporary file's name succeeded, want an error")
+	}
+}
+
+// A key whose path is taken by a folder is not an existing object.
+func TestPutOverFolder(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	if _, err := s.Put(ctx, "a/b", strings.NewReader("x"), store.PutOptions{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Put(ctx, "a", strings.NewReader("y"), store.PutOptions{Size: 1})
+	if err == nil || errors.Is(err, store.ErrExists) {
+		t.Errorf("Put over a folder: err = %v, want a non-ErrExists error", err)
+	}
+	if err := s.Delete(ctx, "a"); err != nil {
+		t.Errorf("Delete of a folder's name: %v, want nil", err)
+	}
+	if _, err := s.Stat(ctx, "a/b"); err != nil {
+		t.Errorf("Delete of the folder's name removed what is inside: %v", err)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package r2_test
+
+const raceEnabled = false
