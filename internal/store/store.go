@@ -18,7 +18,8 @@ var ErrExists = errors.New("object already exists")
 var ErrNotFound = errors.New("object not found")
 
 // Store is a destination for backups. Keys are slash-separated and relative
-// to the store's root (a bucket prefix or a folder).
+// to the store's root (a bucket prefix or a folder); every backend rejects
+// keys that fail CheckKey, so a key valid for one is valid for all.
 type Store interface {
 	// Put writes everything r yields under key. The object becomes visible
 	// under key only once complete: if r returns an error, ctx ends, or the
