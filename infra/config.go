@@ -170,8 +170,8 @@ func ParseConfig(get func(key string) any) (Config, error) {
 			return Config{}, err
 		}
 		if worst := time.Duration(c.MaxRestarts+1) * c.ExportTimeout; worst > limit-30*time.Minute {
-			p.fail(KeyExportTimeout, fmt.Sprintf("× (%s + 1) = %s must leave 30m of the per-database workflow's %s timeout for storing the dump; lower %s or %s",
-				KeyMaxRestarts, fmtDuration(worst), fmtDuration(limit), KeyExportTimeout, KeyMaxRestarts))
+			p.fail(KeyExportTimeout, fmt.Sprintf("%s × (%s %d + 1) = %s exceeds the %s that the per-database workflow's %s timeout leaves after 30m for storing the dump; lower %s or %s",
+				fmtDuration(c.ExportTimeout), KeyMaxRestarts, c.MaxRestarts, fmtDuration(worst), fmtDuration(limit-30*time.Minute), fmtDuration(limit), KeyExportTimeout, KeyMaxRestarts))
 		}
 	}
 	if err := errors.Join(p.errs...); err != nil {
@@ -326,13 +326,16 @@ func (p *parser) globs(key, patterns string) {
 	}
 }
 
-// fmtDuration prints 1h rather than 1h0m0s.
+// fmtDuration prints 1h or 3h30m rather than 1h0m0s or 3h30m0s.
 func fmtDuration(d time.Duration) string {
+	h, m := d/time.Hour, d%time.Hour/time.Minute
 	switch {
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
+	case d%time.Minute != 0:
+		return d.String()
+	case h > 0 && m > 0:
+		return fmt.Sprintf("%dh%dm", h, m)
+	case h > 0:
+		return fmt.Sprintf("%dh", h)
 	}
-	return d.String()
+	return fmt.Sprintf("%dm", m)
 }

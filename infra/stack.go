@@ -86,7 +86,6 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 		config.EnvAccountID:     jsii.String(cfg.AccountID),
 		config.EnvSecretARN:     secret.SecretArn(),
 		config.EnvR2Bucket:      jsii.String(cfg.Bucket),
-		config.EnvPrefix:        jsii.String(cfg.Prefix),
 		config.EnvCompression:   jsii.String(cfg.Compression),
 		config.EnvPollInterval:  jsii.String(strconv.Itoa(cfg.PollIntervalSeconds)),
 		config.EnvExportTimeout: jsii.String(cfg.ExportTimeout.String()),
@@ -94,7 +93,12 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 		config.EnvPartSize:      jsii.String(strconv.Itoa(cfg.PartSizeMiB << 20)),
 		config.EnvDatabases:     jsii.String(cfg.Databases),
 	}
-	for name, v := range map[string]string{config.EnvR2Endpoint: cfg.R2Endpoint, config.EnvInclude: cfg.Include, config.EnvExclude: cfg.Exclude} {
+	for name, v := range map[string]string{
+		config.EnvPrefix:     cfg.Prefix,
+		config.EnvR2Endpoint: cfg.R2Endpoint,
+		config.EnvInclude:    cfg.Include,
+		config.EnvExclude:    cfg.Exclude,
+	} {
 		if v != "" {
 			env[name] = jsii.String(v)
 		}

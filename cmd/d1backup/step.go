@@ -20,7 +20,9 @@ func cmdStep(ctx context.Context, args []string, e env, stdin io.Reader) error {
 		return usageError{"usage: d1backup step discover|start-export|poll-export|store-dump < input.json"}
 	}
 	var h *step.Handlers
-	load := func(withStore bool) *step.Handlers { return step.Load(ctx, withStore, version()) }
+	load := func(withStore bool) *step.Handlers {
+		return step.Load(ctx, step.Options{Store: withStore, Version: version(), Log: e.stderr})
+	}
 	var handler lambda.Handler
 	switch args[0] {
 	case "discover":

@@ -13,5 +13,5 @@ import (
 var version = "dev"
 
 func main() {
-	lambda.Start(step.Load(context.Background(), false, version).StartExport)
+	lambda.Start(step.Load(context.Background(), step.Options{Store: false, Version: version}).StartExport)
 }

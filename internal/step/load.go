@@ -1,9 +1,11 @@
 package step
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -18,18 +20,28 @@ import (
 // Load builds the handlers for a Lambda cold start: settings from the
 // environment, credentials from the Secrets Manager secret named by
 // D1BACKUP_SECRET_ARN (or, without one, from the environment as for the
-// CLI). withStore opens the R2 bucket (only the store step writes). A failure
+// CLI). A failure
 // is not fatal here: every invocation then returns it as a ConfigError, which
 // the workflow reports with its cause instead of an opaque init failure.
-func Load(ctx context.Context, withStore bool, version string) *Handlers {
-	h, err := load(ctx, withStore, version)
+func Load(ctx context.Context, opts Options) *Handlers {
+	h, err := load(ctx, opts)
 	if err != nil {
 		return &Handlers{initErr: &backup.ConfigError{Msg: err.Error()}}
 	}
 	return h
 }
 
-func load(ctx context.Context, withStore bool, version string) (*Handlers, error) {
+// Options say what a function needs.
+type Options struct {
+	// Store opens the R2 bucket (only the store step writes).
+	Store bool
+	// Version goes into manifests.
+	Version string
+	// Log receives JSON log lines; os.Stdout (CloudWatch Logs) if nil.
+	Log io.Writer
+}
+
+func load(ctx context.Context, opts Options) (*Handlers, error) {
 	getenv := os.Getenv
 	if arn := os.Getenv(config.EnvSecretARN); arn != "" {
 		secret, err := readSecret(ctx, arn)
@@ -51,11 +63,11 @@ func load(ctx context.Context, withStore bool, version string) (*Handlers, error
 		Config:     cfg,
 		HTTPClient: http.DefaultClient,
 		Backup: backup.Config{
-			ToolVersion: version,
-			Logger:      slog.New(slog.NewJSONHandler(os.Stdout, nil)),
+			ToolVersion: opts.Version,
+			Logger:      slog.New(slog.NewJSONHandler(cmp.Or[io.Writer](opts.Log, os.Stdout), nil)),
 		},
 	}
-	if withStore {
+	if opts.Store {
 		if !cfg.HasR2() {
 			return nil, fmt.Errorf("%s is not set", config.EnvR2Bucket)
 		}

@@ -1,0 +1,5 @@
+//go:build race
+
+package d1emu_test
+
+const raceEnabled = true

