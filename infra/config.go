@@ -83,7 +83,7 @@ var (
 	accountIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
 	// EventBridge rules: rate(1 unit) is singular, rate(n units) plural;
 	// cron() takes six fields.
-	rateRe   = regexp.MustCompile(`^rate\((1 (minute|hour|day)|[1-9][0-9]* (minutes|hours|days))\)$`)
+	rateRe   = regexp.MustCompile(`^rate\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\)$`)
 	cronRe   = regexp.MustCompile(`^cron\(\S+( \S+){5}\)$`)
 	bucketRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`)
 	// A complete secret ARN ends in the 6-character suffix Secrets Manager adds.
@@ -273,6 +273,8 @@ func (p *parser) integer(key string, def, min, max int) int {
 	switch v := p.get(key).(type) {
 	case nil:
 		return def
+	case int:
+		n = v
 	case float64:
 		if v != float64(int(v)) {
 			p.failGot(key, fmt.Sprintf("must be a whole number from %d to %d", min, max), v)

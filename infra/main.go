@@ -21,7 +21,7 @@ func main() {
 func run() error {
 	defer jsii.Close()
 	app := awscdk.NewApp(nil)
-	cfg, err := ParseConfig(func(key string) any { return app.Node().TryGetContext(jsii.String(key)) })
+	cfg, err := configFromContext(app)
 	if err != nil {
 		return fmt.Errorf("invalid CDK context (cdk.json or -c key=value):\n%w", err)
 	}
@@ -39,4 +39,10 @@ func run() error {
 	})
 	app.Synth(nil)
 	return nil
+}
+
+// configFromContext parses the app's context: cdk.json's "context" merged
+// with -c key=value by the CDK CLI, passed to the app in CDK_CONTEXT_JSON.
+func configFromContext(app awscdk.App) (Config, error) {
+	return ParseConfig(func(key string) any { return app.Node().TryGetContext(jsii.String(key)) })
 }

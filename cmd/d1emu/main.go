@@ -2,7 +2,9 @@
 // scripts and manual runs of d1backup.
 //
 //	go run ./cmd/d1emu [flags]
-//	eval "$(go run ./cmd/d1emu --addr 127.0.0.1:0 | grep ^export)"   # in scripts: read stdout until "# ready"
+//
+// Scripts start it in the background with stdout to a file, wait for the
+// "# ready" line and source the "export ..." lines above it.
 package main
 
 import (

@@ -222,8 +222,8 @@ func TestDumpOptions(t *testing.T) {
 	db := e.mustCreate("app", smallSeed+`CREATE TABLE pets (name TEXT); INSERT INTO pets VALUES ('rex'); CREATE INDEX users_name ON users(name);`)
 	full := e.dump(db.UUID)
 	tests := []struct {
-		name      string
-		opts      map[string]any
+		name       string
+		opts       map[string]any
 		has, lacks []string
 	}{
 		{"none", nil, []string{"CREATE TABLE users", "INSERT INTO \"pets\"", "CREATE INDEX"}, nil},

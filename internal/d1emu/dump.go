@@ -336,7 +336,7 @@ func appendBlob(b []byte, v []byte) []byte {
 	return append(b, '\'')
 }
 
-// appendText single-quotes s with '' escaping. Like the sqlite3 shell's
+// appendText single-quotes s, doubling embedded quotes. Like the sqlite3 shell's
 // .dump (whose format D1 follows), newlines and carriage returns become an
 // escape token inside the literal, wrapped in replace(...,'\n',char(10)) and
 // replace(...,'\r',char(13)); when the text already contains the token, an

@@ -130,16 +130,22 @@ func (s *Server) expire(d *database, now time.Time) {
 	idle := now.Sub(e.lastTouch) > s.opts.IdleTimeout
 	switch {
 	case e.status == StatusActive && idle:
-		s.log.Info("export cancelled: not polled", "uuid", d.UUID, "bookmark", e.bookmark)
-		if e.dump != nil && e.dump.path != "" {
-			os.Remove(e.dump.path)
-		}
-		d.export = nil
+		s.cancelExport(d, "not polled")
 	case e.status == StatusComplete && !now.Before(e.urlExpiry):
 		d.export = nil
 	case e.status == StatusError && idle:
 		d.export = nil
 	}
+}
+
+// cancelExport drops d's export. Call with d.mu held.
+func (s *Server) cancelExport(d *database, why string) {
+	e := d.export
+	s.log.Info("export cancelled", "uuid", d.UUID, "bookmark", e.bookmark, "why", why)
+	if e.dump != nil && e.dump.path != "" {
+		os.Remove(e.dump.path)
+	}
+	d.export = nil
 }
 
 type exportRequest struct {
@@ -184,6 +190,13 @@ func (s *Server) handleExport(c *call) {
 			s.writeResult(c, http.StatusOK, exportResponse{Error: MessageBusy}, nil)
 			return
 		case FaultNotExporting:
+			// Make it true: the running export (if any) is gone, so a new
+			// export can start right away.
+			d.mu.Lock()
+			if e := d.export; e != nil && e.status == StatusActive {
+				s.cancelExport(d, "injected fault")
+			}
+			d.mu.Unlock()
 			s.writeResult(c, http.StatusOK, exportResponse{Error: MessageNotExporting}, nil)
 			return
 		}

@@ -21,7 +21,10 @@ const (
 	FaultRateLimit = "rate_limit"
 	// FaultServerError answers HTTP 500 with code 7500.
 	FaultServerError = "server_error"
-	// FaultReset drops the connection without a response.
+	// FaultReset drops the connection without a response. Note that Go's
+	// http.Transport silently retries an idempotent request (GET) that
+	// fails this way on a reused keep-alive connection, which consumes
+	// another hit of the fault: use Times > 1 to make a reset stick.
 	FaultReset = "reset"
 	// FaultBadToken answers HTTP 401 with code 10000 (API endpoints only).
 	FaultBadToken = "bad_token"
@@ -31,7 +34,8 @@ const (
 	// FaultExportError makes the export end in status "error": at a start,
 	// when it would have completed; at a poll, right away (export and poll only).
 	FaultExportError = "export_error"
-	// FaultNotExporting answers "Not currently exporting anything." (export
+	// FaultNotExporting answers "Not currently exporting anything." and
+	// cancels the database's running export, as if it had stopped (export
 	// and poll only).
 	FaultNotExporting = "not_exporting"
 	// FaultTruncate sends the full Content-Length, half the bytes, then

@@ -273,3 +273,19 @@ func TestDownloadRange(t *testing.T) {
 		}
 	}
 }
+
+func TestFaultNotExportingStopsTheExport(t *testing.T) {
+	e := newEmu(t, d1emu.Options{ExportPolls: 2})
+	db := e.mustCreate("app", smallSeed)
+	_, res := e.export(db.UUID, "")
+	e.InjectFault(d1emu.Fault{Endpoint: "poll", Kind: d1emu.FaultNotExporting})
+	if _, p := e.export2(db.UUID, res.AtBookmark); p.Error != d1emu.MessageNotExporting {
+		t.Fatalf("poll = %+v", p)
+	}
+	if _, p := e.export2(db.UUID, res.AtBookmark); p.Error != d1emu.MessageNotExporting {
+		t.Errorf("second poll = %+v, want still not exporting", p)
+	}
+	if res := e.runExport(db.UUID); res.Status != "complete" {
+		t.Errorf("new export = %+v, want it to start and complete", res)
+	}
+}

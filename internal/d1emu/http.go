@@ -3,6 +3,7 @@ package d1emu
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -163,15 +164,17 @@ type envelope struct {
 }
 
 func (s *Server) writeJSON(c *call, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // signed URLs keep their '&'
+	if err := enc.Encode(v); err != nil {
 		http.Error(c.w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	c.w.Header().Set("Content-Type", "application/json")
-	c.w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	c.w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
 	c.w.WriteHeader(status)
-	c.w.Write(append(b, '\n')) //nolint:errcheck
+	c.w.Write(b.Bytes()) //nolint:errcheck
 }
 
 func (s *Server) writeResult(c *call, status int, result any, info *resultInfo) {
@@ -272,9 +275,12 @@ func (s *Server) handleGet(c *call) {
 		out.NumTables, out.FileSize = 1, d.synthSize
 	} else {
 		d.mu.Lock()
-		err := d.db.QueryRow(`SELECT
+		err := errors.New("server closed")
+		if d.db != nil {
+			err = d.db.QueryRow(`SELECT
 			(SELECT count(*) FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE '\_cf\_%' ESCAPE '\'),
 			(SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())`).Scan(&out.NumTables, &out.FileSize)
+		}
 		d.mu.Unlock()
 		if err != nil {
 			s.log.Error("get database", "uuid", d.UUID, "err", err)

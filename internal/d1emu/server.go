@@ -1,16 +1,44 @@
 // Package d1emu is an in-process emulator of the Cloudflare D1 REST API
 // endpoints d1backup uses (list, get, export with polling, signed dump
-// downloads), backed by real SQLite databases and producing dumps in D1's
-// format. It injects the faults the backup pipeline must survive.
+// downloads), backed by real SQLite databases (modernc.org/sqlite) and
+// producing dumps in D1's format. It injects the faults the backup pipeline
+// must survive, and the real conditions (busy export, idle cancellation,
+// expired URLs, virtual tables) arise on their own.
 //
-// Choices where the real service is unknown or irrelevant:
+// Export lifecycle: the first request (no current_bookmark) snapshots the
+// database into a dump file and answers "active" (HTTP 202) until
+// Options.ExportPolls polls have been made; the last one answers "complete"
+// with result.result.{filename,signed_url}. ExportPolls 0 completes in the
+// first response. Later polls of the same bookmark repeat the URL until it
+// expires (Options.URLTTL), then answer "Not currently exporting anything.";
+// so does a poll after Options.IdleTimeout without polls. dump_options
+// no_data, no_schema and tables are honoured (tables filters every object by
+// its own name, sqlite_sequence included).
+//
+// Bookmarks are %08x-%08x-%08x-%032x: a per-database write counter
+// (advanced by Exec, and by changes made to DBPath behind the emulator's
+// back) then a hash of the database content, so an unchanged database gets
+// the same bookmark again and any write a greater one.
+//
+// Dump format choices where D1 is not documented: the sqlite3 shell's .dump
+// is followed (sqlite_sequence after all other tables; newline escape tokens
+// \n, \012, (\nN) as in its unused_string; reals integral -> "N.0", else
+// the shortest round-tripping form; ±Inf as ±9.0e+999); BLOBs are upper-case
+// X'..'; text containing NUL is written as CAST(X'..' AS TEXT); only
+// sqlite_stat1 rows follow "ANALYZE sqlite_schema;" (sqlite_stat4 needs a
+// STAT4 build to import and is rebuilt by ANALYZE anyway).
+//
+// Other choices:
 //   - A wrong account id in the path answers HTTP 403, code 7403 ("The given
 //     account is not valid or is not authorized to access this service").
 //   - Injected faults are checked before authentication, the way an edge
 //     rate limiter answers before the API sees the request.
-//   - The signed URL points back at this server (/__emu/dumps/...), is signed
-//     with HMAC-SHA256 under a per-server random key, and needs no auth.
-//   - Control endpoints under /__emu/ need no auth (loopback use only).
+//   - The signed URL points back at the host the client called
+//     (/__emu/dumps/<id>?X-Amz-Date=..&X-Amz-Expires=..&X-Amz-Signature=..),
+//     is an HMAC-SHA256 under a per-server random key, needs no auth, and
+//     serves Content-Length, ETag and single byte ranges.
+//   - Control endpoints under /__emu/ need no auth (loopback use only); see
+//     controlRoutes.
 package d1emu
 
 import (
