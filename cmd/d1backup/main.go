@@ -23,12 +23,16 @@ const usage = `d1backup backs up Cloudflare D1 databases into Cloudflare R2 or a
 Usage:
   d1backup backup  --database <uuid|name> [--dest <dir>|r2://<bucket>/<prefix>] [--compression gzip|zstd|none]
   d1backup list    [--dest ...] [--database <uuid|name>]
+  d1backup run         [--state-machine <arn>] [--wait]     start the deployed scheduled run now
+  d1backup executions  [--state-machine <arn>] [--limit N]  recent runs, with failures and causes
+  d1backup redrive     <execution-arn>                      rerun a failed execution from where it failed
   d1backup version
 
 Configuration comes from the environment (flags override):
   CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CLOUDFLARE_API_BASE_URL,
   R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, R2_BUCKET, R2_ENDPOINT, D1BACKUP_PREFIX.
-Without R2_BUCKET, backups go to ./d1-backups.
+Without R2_BUCKET, backups go to ./d1-backups. run/executions/redrive use the
+AWS credential chain (AWS_PROFILE, AWS_REGION) and D1BACKUP_STATE_MACHINE_ARN.
 
 Run 'd1backup <command> --help' for a command's flags.
 `
@@ -62,6 +66,12 @@ func run(ctx context.Context, args []string, e env) int {
 		err = cmdBackup(ctx, args[1:], e)
 	case "list":
 		err = cmdList(ctx, args[1:], e)
+	case "run":
+		err = cmdRun(ctx, args[1:], e)
+	case "executions":
+		err = cmdExecutions(ctx, args[1:], e)
+	case "redrive":
+		err = cmdRedrive(ctx, args[1:], e)
 	case "step":
 		err = cmdStep(ctx, args[1:], e, e.stdin)
 	case "version", "--version":
@@ -109,20 +119,29 @@ func newFlags(e env, name, synopsis string) *flag.FlagSet {
 }
 
 func parse(fs *flag.FlagSet, args []string, e env) error {
+	_, err := parseN(fs, args, e, 0)
+	return err
+}
+
+// parseN parses flags followed by exactly n positional arguments.
+func parseN(fs *flag.FlagSet, args []string, e env, n int) ([]string, error) {
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
 			fs.SetOutput(e.stdout)
 			fs.Usage()
-			return flag.ErrHelp
+			return nil, flag.ErrHelp
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+		return nil, usageError{err.Error()}
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	if fs.NArg() > n {
+		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(n))}
 	}
-	return nil
+	if fs.NArg() < n {
+		return nil, usageError{"missing argument; see --help"}
+	}
+	return fs.Args(), nil
 }
 
 func loadConfig(e env) (config.Config, error) {

@@ -28,6 +28,10 @@ const (
 	EnvDatabases     = "D1BACKUP_DATABASES"      // comma-separated names/UUIDs, or * for all
 	EnvInclude       = "D1BACKUP_INCLUDE"        // comma-separated glob patterns over names
 	EnvExclude       = "D1BACKUP_EXCLUDE"        // comma-separated glob patterns over names
+
+	// EnvStateMachineARN names the deployed run state machine for the CLI's
+	// run and executions commands.
+	EnvStateMachineARN = "D1BACKUP_STATE_MACHINE_ARN"
 )
 
 // DefaultAPIBaseURL is Cloudflare's API root.

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/aws-sdk-go-v2/service/sfn/types"
+
+	"github.com/d1backup/d1backup/internal/config"
+)
+
+// The deployed workflow's commands. They use the standard AWS credential
+// chain (AWS_PROFILE, AWS_REGION, ...); AWS_ENDPOINT_URL_SFN points them
+// elsewhere.
+
+func sfnClient(ctx context.Context) (*sfn.Client, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("no AWS region: set AWS_REGION (or a profile with a region) to the region the stack is deployed in")
+	}
+	return sfn.NewFromConfig(cfg), nil
+}
+
+func stateMachineFlag(e env, value string) (string, error) {
+	if value == "" {
+		value = e.getenv(config.EnvStateMachineARN)
+	}
+	if !strings.HasPrefix(value, "arn:") || !strings.Contains(value, ":stateMachine:") {
+		return "", usageError{fmt.Sprintf("--state-machine (or %s) must be the ARN of the deployed run state machine (the RunStateMachineArn output of cdk deploy); got %q", config.EnvStateMachineARN, value)}
+	}
+	return value, nil
+}
+
+func cmdRun(ctx context.Context, args []string, e env) error {
+	fs := newFlags(e, "run", "run [--state-machine <arn>] [--wait]")
+	smFlag := fs.String("state-machine", "", "ARN of the scheduled run state machine (default "+config.EnvStateMachineARN+")")
+	wait := fs.Bool("wait", false, "wait for the run to end; exit 1 if it failed")
+	if err := parse(fs, args, e); err != nil {
+		return err
+	}
+	sm, err := stateMachineFlag(e, *smFlag)
+	if err != nil {
+		return err
+	}
+	client, err := sfnClient(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := client.StartExecution(ctx, &sfn.StartExecutionInput{
+		StateMachineArn: aws.String(sm),
+		Name:            aws.String("manual-" + time.Now().UTC().Format("20060102T150405Z")),
+		Input:           aws.String("{}"),
+	})
+	if err != nil {
+		return fmt.Errorf("start execution: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "started %s\n", aws.ToString(out.ExecutionArn))
+	if !*wait {
+		return nil
+	}
+	for {
+		d, err := client.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: out.ExecutionArn})
+		if err != nil {
+			return fmt.Errorf("describe execution: %w", err)
+		}
+		if d.Status != types.ExecutionStatusRunning && d.Status != types.ExecutionStatusPendingRedrive {
+			fmt.Fprintf(e.stdout, "%s\n", d.Status)
+			if d.Status != types.ExecutionStatusSucceeded {
+				return fmt.Errorf("run %s: %s: %s", d.Status, aws.ToString(d.Error), aws.ToString(d.Cause))
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+func cmdExecutions(ctx context.Context, args []string, e env) error {
+	fs := newFlags(e, "executions", "executions [--state-machine <arn>] [--limit N] [--json]")
+	smFlag := fs.String("state-machine", "", "ARN of a d1backup state machine (default "+config.EnvStateMachineARN+")")
+	limit := fs.Int("limit", 10, "how many recent executions")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args, e); err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > 1000 {
+		return usageError{"--limit must be from 1 to 1000"}
+	}
+	sm, err := stateMachineFlag(e, *smFlag)
+	if err != nil {
+		return err
+	}
+	client, err := sfnClient(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := client.ListExecutions(ctx, &sfn.ListExecutionsInput{StateMachineArn: aws.String(sm), MaxResults: int32(*limit)})
+	if err != nil {
+		return fmt.Errorf("list executions: %w", err)
+	}
+	type row struct {
+		ARN     string     `json:"execution_arn"`
+		Status  string     `json:"status"`
+		Start   time.Time  `json:"start"`
+		Stop    *time.Time `json:"stop,omitempty"`
+		Error   string     `json:"error,omitempty"`
+		Cause   string     `json:"cause,omitempty"`
+		Redrive int32      `json:"redrive_count,omitempty"`
+	}
+	var rows []row
+	for _, x := range list.Executions {
+		r := row{ARN: aws.ToString(x.ExecutionArn), Status: string(x.Status), Start: aws.ToTime(x.StartDate), Stop: x.StopDate, Redrive: aws.ToInt32(x.RedriveCount)}
+		if x.Status == types.ExecutionStatusFailed || x.Status == types.ExecutionStatusTimedOut || x.Status == types.ExecutionStatusAborted {
+			d, err := client.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: x.ExecutionArn})
+			if err != nil {
+				return fmt.Errorf("describe execution %s: %w", r.ARN, err)
+			}
+			r.Error, r.Cause = aws.ToString(d.Error), aws.ToString(d.Cause)
+		}
+		rows = append(rows, r)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATUS\tSTARTED\tEXECUTION\tFAILURE")
+	for _, r := range rows {
+		failure := ""
+		if r.Error != "" || r.Cause != "" {
+			failure = r.Error + ": " + strings.Join(strings.Fields(r.Cause), " ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Status, r.Start.UTC().Format("2006-01-02 15:04Z"), r.ARN, failure)
+	}
+	return tw.Flush()
+}
+
+func cmdRedrive(ctx context.Context, args []string, e env) error {
+	fs := newFlags(e, "redrive", "redrive <execution-arn>")
+	pos, err := parseN(fs, args, e, 1)
+	if err != nil {
+		return err
+	}
+	arn := pos[0]
+	if !strings.HasPrefix(arn, "arn:") || !strings.Contains(arn, ":execution:") {
+		return usageError{fmt.Sprintf("%q is not an execution ARN (see d1backup executions)", arn)}
+	}
+	client, err := sfnClient(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := client.RedriveExecution(ctx, &sfn.RedriveExecutionInput{ExecutionArn: aws.String(arn)})
+	if err != nil {
+		return fmt.Errorf("redrive %s: %w", arn, err)
+	}
+	fmt.Fprintf(e.stdout, "redriven %s at %s: it resumes from the failed state; the steps that succeeded are not run again\n", arn, aws.ToTime(out.RedriveDate).UTC().Format(time.RFC3339))
+	return nil
+}
