@@ -43,7 +43,22 @@ type Manifest struct {
 	Compression  string `json:"compression"`
 	// D1Filename is the name D1 gave the dump.
 	D1Filename string `json:"d1_filename,omitempty"`
+	// Verification is the result of loading the dump into a scratch
+	// database, when the backup was verified.
+	Verification *Verification `json:"verification,omitempty"`
 }
+
+// Verification records a restorability check of a backup.
+type Verification struct {
+	OK         bool             `json:"ok"`
+	VerifiedAt time.Time        `json:"verified_at"`
+	Tables     map[string]int64 `json:"tables,omitempty"`
+	SchemaHash string           `json:"schema_sha256,omitempty"`
+	Problems   []string         `json:"problems,omitempty"`
+}
+
+// Verified reports whether a verification of the backup succeeded.
+func (m *Manifest) Verified() bool { return m.Verification != nil && m.Verification.OK }
 
 // Summary returns the step output for m.
 func (m *Manifest) Summary(alreadyExisted bool) Summary {

@@ -2,10 +2,12 @@ package config
 
 import (
 	"fmt"
+	"github.com/d1backup/d1backup/internal/retention"
 	"path"
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // retention time zones must resolve on Lambda, which may lack zoneinfo
 )
 
 // Config is every setting of a backup run, whatever front door it came through.
@@ -30,6 +32,8 @@ type Config struct {
 	Databases []string
 	Include   []string
 	Exclude   []string
+
+	Retention retention.Policy
 }
 
 // Defaults for settings not given.
@@ -84,6 +88,19 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.PartSize = int64(part)
 	if c.Concurrency, err = integer(getenv, EnvConcurrency, DefaultConcurrency, 1, 64); err != nil {
 		return Config{}, err
+	}
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{{EnvKeepLast, &c.Retention.KeepLast}, {EnvKeepDaily, &c.Retention.KeepDaily}, {EnvKeepWeekly, &c.Retention.KeepWeekly}, {EnvKeepMonthly, &c.Retention.KeepMonthly}} {
+		if *f.dst, err = integer(getenv, f.name, 0, 0, 100000); err != nil {
+			return Config{}, err
+		}
+	}
+	if tz := strings.TrimSpace(getenv(EnvTimeZone)); tz != "" {
+		if c.Retention.Location, err = time.LoadLocation(tz); err != nil {
+			return Config{}, fmt.Errorf("%s=%q: not a time zone name such as Europe/Berlin", EnvTimeZone, tz)
+		}
 	}
 	return c, c.Validate()
 }

@@ -29,6 +29,13 @@ const (
 	EnvInclude       = "D1BACKUP_INCLUDE"        // comma-separated glob patterns over names
 	EnvExclude       = "D1BACKUP_EXCLUDE"        // comma-separated glob patterns over names
 
+	// Retention (GFS) per database; all zero keeps everything.
+	EnvKeepLast    = "D1BACKUP_KEEP_LAST"
+	EnvKeepDaily   = "D1BACKUP_KEEP_DAILY"
+	EnvKeepWeekly  = "D1BACKUP_KEEP_WEEKLY"
+	EnvKeepMonthly = "D1BACKUP_KEEP_MONTHLY"
+	EnvTimeZone    = "D1BACKUP_TIMEZONE" // IANA zone days/weeks/months are counted in; default UTC
+
 	// EnvStateMachineARN names the deployed run state machine for the CLI's
 	// run and executions commands.
 	EnvStateMachineARN = "D1BACKUP_STATE_MACHINE_ARN"

@@ -1,0 +1,135 @@
+// Command d1bench runs the store step once, the way the store-dump Lambda
+// does (same configuration from the environment, same HTTP client), on an
+// export that is already complete, and prints one JSON line: bytes, seconds,
+// MB/s and the process's peak RSS. scripts/bench runs it once per
+// measurement, so each peak RSS belongs to one run alone.
+//
+//	d1bench --url <signed dump URL> --database-id <uuid> --bookmark <b> [--prefix run-1]
+//
+// Settings come from the variables the Lambda reads: CLOUDFLARE_ACCOUNT_ID,
+// CLOUDFLARE_API_TOKEN, CLOUDFLARE_API_BASE_URL, R2_ENDPOINT, R2_BUCKET,
+// R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, D1BACKUP_COMPRESSION,
+// D1BACKUP_PART_SIZE, D1BACKUP_CONCURRENCY.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/config"
+)
+
+// result is the JSON line d1bench prints.
+type result struct {
+	Compression string  `json:"compression"`
+	PartSize    int64   `json:"part_size"`
+	Concurrency int     `json:"concurrency"`
+	SQLBytes    int64   `json:"sql_bytes"`
+	StoredBytes int64   `json:"stored_bytes"`
+	SQLSHA256   string  `json:"sql_sha256"`
+	Seconds     float64 `json:"seconds"`
+	MBPerSecond float64 `json:"mb_per_s"` // SQL bytes / 1e6 / seconds
+	PeakRSSMiB  float64 `json:"peak_rss_mib"`
+	Key         string  `json:"key"`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "d1bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("d1bench", flag.ContinueOnError)
+	url := fs.String("url", "", "signed URL of a complete export (required)")
+	id := fs.String("database-id", "", "database UUID (required)")
+	name := fs.String("database-name", "bench", "database name")
+	bookmark := fs.String("bookmark", "", "the export's bookmark (required)")
+	prefix := fs.String("prefix", "", "key prefix inside R2_BUCKET (default D1BACKUP_PREFIX); a fresh one per run, or the run finds the previous backup")
+	wantSize := fs.Int64("want-size", -1, "fail unless this many SQL bytes were stored")
+	wantSHA := fs.String("want-sha256", "", "fail unless the stored SQL has this SHA-256")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *url == "" || *id == "" || *bookmark == "" {
+		return fmt.Errorf("--url, --database-id and --bookmark are required")
+	}
+	cfg, err := config.FromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	api, err := cfg.D1Client(http.DefaultClient)
+	if err != nil {
+		return err
+	}
+	if *prefix == "" {
+		*prefix = cfg.Prefix
+	}
+	st, err := cfg.R2Store(cfg.R2Bucket, *prefix, http.DefaultClient)
+	if err != nil {
+		return err
+	}
+	runner, err := backup.NewRunner(api, st, backup.Config{Compression: cfg.Compression, ToolVersion: "bench"})
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	exp := backup.Export{
+		DatabaseID: *id, DatabaseName: *name, Bookmark: *bookmark,
+		Status: backup.StatusComplete, SignedURL: *url, StartedAt: now, CompletedAt: &now,
+	}
+
+	start := time.Now()
+	sum, err := runner.Store(ctx, exp)
+	secs := time.Since(start).Seconds()
+	if err != nil {
+		return err
+	}
+	switch {
+	case sum.AlreadyExisted:
+		return fmt.Errorf("%s was already stored: use a fresh --prefix", sum.Key)
+	case *wantSize >= 0 && sum.SQLBytes != *wantSize:
+		return fmt.Errorf("stored %d SQL bytes, want %d", sum.SQLBytes, *wantSize)
+	case *wantSHA != "" && sum.SQLSHA256 != *wantSHA:
+		return fmt.Errorf("stored SQL has SHA-256 %s, want %s", sum.SQLSHA256, *wantSHA)
+	}
+	return json.NewEncoder(os.Stdout).Encode(result{
+		Compression: cfg.Compression, PartSize: cfg.PartSize, Concurrency: cfg.Concurrency,
+		SQLBytes: sum.SQLBytes, StoredBytes: sum.StoredBytes, SQLSHA256: sum.SQLSHA256,
+		Seconds: secs, MBPerSecond: float64(sum.SQLBytes) / 1e6 / secs,
+		PeakRSSMiB: float64(peakRSS()) / (1 << 20), Key: sum.Key,
+	})
+}
+
+// peakRSS is VmHWM from /proc/self/status in bytes, or -1 off Linux.
+func peakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return -1
+}
