@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ func cmdBackup(ctx context.Context, args []string, e env) error {
 	compression := fs.String("compression", "", "gzip, zstd or none (default D1BACKUP_COMPRESSION or gzip)")
 	poll := fs.Duration("poll-interval", 0, "wait between export polls (default D1BACKUP_POLL_INTERVAL or 5s)")
 	timeout := fs.Duration("export-timeout", 0, "give up on an export still running after this long (default 1h)")
+	recipients := fs.String("age-recipient", "", "encrypt to these age public keys (comma-separated age1...; default D1BACKUP_AGE_RECIPIENTS)")
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	verbose := fs.Bool("verbose", false, "log every step")
 	if err := parse(fs, args, e); err != nil {
@@ -40,6 +42,9 @@ func cmdBackup(ctx context.Context, args []string, e env) error {
 	if *timeout > 0 {
 		cfg.ExportTimeout = *timeout
 	}
+	if *recipients != "" {
+		cfg.Recipients = strings.Split(*recipients, ",")
+	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
@@ -55,6 +60,7 @@ func cmdBackup(ctx context.Context, args []string, e env) error {
 	prog := newProgress(e, log)
 	runner, err := backup.NewRunner(api, st, backup.Config{
 		Compression:   cfg.Compression,
+		Recipients:    cfg.Recipients,
 		PollInterval:  cfg.PollInterval,
 		ExportTimeout: cfg.ExportTimeout,
 		MaxRestarts:   cfg.MaxRestarts,

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/klauspost/compress/zstd"
@@ -419,5 +420,74 @@ func TestClassified(t *testing.T) {
 		if got := fmt.Sprintf("%T", backup.Classified(tt.err)); got != tt.want {
 			t.Errorf("Classified(%v) = %s, want %s", tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestEncryption: dumps encrypted to age recipients open only with their
+// identity, and the manifest says so.
+func TestEncryption(t *testing.T) {
+	e := newEnv(t, d1emu.Options{})
+	id1, _ := age.GenerateX25519Identity()
+	id2, _ := age.GenerateX25519Identity()
+	other, _ := age.GenerateX25519Identity()
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, compression := range []string{"zstd", "none"} {
+		if err := e.emu.Exec(e.db.UUID, "INSERT INTO customers (name) VALUES ('"+compression+"')"); err != nil {
+			t.Fatal(err)
+		}
+		var dump bytes.Buffer
+		if _, err := e.emu.WriteDump(context.Background(), e.db.UUID, &dump); err != nil {
+			t.Fatal(err)
+		}
+		r, err := backup.NewRunner(e.api, st, backup.Config{
+			Compression: compression, Recipients: []string{id1.Recipient().String(), id2.Recipient().String()},
+			Sleep: func(context.Context, time.Duration) error { return nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := r.Run(context.Background(), backup.Target{DatabaseName: "shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(sum.Key, ".age") {
+			t.Errorf("key %s does not end in .age", sum.Key)
+		}
+		stored := get(t, st, sum.Key)
+		if bytes.Contains(stored, []byte("CREATE TABLE")) {
+			t.Fatal("stored bytes hold plain SQL")
+		}
+		for _, id := range []*age.X25519Identity{id1, id2} {
+			dr, err := age.Decrypt(bytes.NewReader(stored), id)
+			if err != nil {
+				t.Fatalf("decrypt with a recipient's identity: %v", err)
+			}
+			plain, err := io.ReadAll(dr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := sha(decompress(t, compression, plain)), sha(dump.Bytes()); got != want {
+				t.Fatalf("%s: decrypted SQL sha256 %s, want %s", compression, got, want)
+			}
+		}
+		if _, err := age.Decrypt(bytes.NewReader(stored), other); err == nil {
+			t.Error("a stranger's identity decrypted the dump")
+		}
+		m, err := backup.ReadManifest(context.Background(), st, sum.ManifestKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Encryption == nil || m.Encryption.Type != "age" || len(m.Encryption.Recipients) != 2 || m.Encryption.Recipients[0] != id1.Recipient().String() {
+			t.Errorf("manifest encryption = %+v, want age with both recipients", m.Encryption)
+		}
+		if m.StoredSHA256 != sha(stored) {
+			t.Errorf("stored_sha256 %s, want %s", m.StoredSHA256, sha(stored))
+		}
+	}
+	if _, err := backup.NewRunner(e.api, st, backup.Config{Recipients: []string{"age1notakey"}}); err == nil || !strings.Contains(err.Error(), "age-keygen") {
+		t.Errorf("bad recipient: %v, want a ConfigError pointing at age-keygen", err)
 	}
 }

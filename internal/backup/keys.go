@@ -12,6 +12,9 @@ const (
 	CompressionNone = "none"
 )
 
+// AgeExtension ends the key of an encrypted dump.
+const AgeExtension = ".age"
+
 // Extension returns the dump file extension for a compression.
 func Extension(compression string) (string, error) {
 	switch compression {
@@ -30,13 +33,16 @@ var safeBookmark = regexp.MustCompile(`^[0-9A-Za-z-]{1,128}$`)
 // DumpKey is where the dump of database id at bookmark is stored. The key
 // depends only on the export, so a rerun of the same export lands on the same
 // key; bookmarks sort in time order, so a database's backups list oldest first.
-func DumpKey(databaseID, bookmark, compression string) (string, error) {
+func DumpKey(databaseID, bookmark, compression string, encrypted bool) (string, error) {
 	ext, err := Extension(compression)
 	if err != nil {
 		return "", err
 	}
 	if !safeBookmark.MatchString(bookmark) {
 		return "", &ConfigError{Msg: fmt.Sprintf("bookmark %q has unexpected characters", bookmark)}
+	}
+	if encrypted {
+		ext += AgeExtension
 	}
 	return BookmarkPrefix(databaseID, bookmark) + ext, nil
 }

@@ -43,9 +43,18 @@ type Manifest struct {
 	Compression  string `json:"compression"`
 	// D1Filename is the name D1 gave the dump.
 	D1Filename string `json:"d1_filename,omitempty"`
+	// Encryption is set when the stored bytes are encrypted.
+	Encryption *Encryption `json:"encryption,omitempty"`
 	// Verification is the result of loading the dump into a scratch
 	// database, when the backup was verified.
 	Verification *Verification `json:"verification,omitempty"`
+}
+
+// Encryption says how a dump was encrypted: with age, to the X25519
+// recipients listed, after compression. Only their identities can read it.
+type Encryption struct {
+	Type       string   `json:"type"`
+	Recipients []string `json:"recipients"`
 }
 
 // Verification records a restorability check of a backup.

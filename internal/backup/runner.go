@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/store"
 )
@@ -25,6 +27,10 @@ var _ D1 = (*d1.Client)(nil)
 type Config struct {
 	// Compression is gzip (default), zstd or none.
 	Compression string
+	// Recipients are age X25519 public keys (age1...); when set, dumps are
+	// encrypted to them after compression. The writer needs no identity, so
+	// it cannot read backups.
+	Recipients []string
 	// PollInterval is the wait between polls. Default 5 s.
 	PollInterval time.Duration
 	// ExportTimeout bounds one export from start to complete. Default 1 h.
@@ -57,10 +63,11 @@ const (
 
 // Runner runs the pipeline's steps against one D1 account and one store.
 type Runner struct {
-	d1    D1
-	store store.Store
-	cfg   Config
-	log   *slog.Logger
+	d1         D1
+	store      store.Store
+	cfg        Config
+	recipients []age.Recipient
+	log        *slog.Logger
 }
 
 // NewRunner validates cfg and returns a Runner.
@@ -98,11 +105,28 @@ func NewRunner(api D1, st store.Store, cfg Config) (*Runner, error) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
 	}
+	recipients, err := ParseRecipients(cfg.Recipients)
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{d1: api, store: st, cfg: cfg, log: log}, nil
+	return &Runner{d1: api, store: st, cfg: cfg, recipients: recipients, log: log}, nil
+}
+
+// ParseRecipients parses age X25519 recipients (age1...).
+func ParseRecipients(keys []string) ([]age.Recipient, error) {
+	var out []age.Recipient
+	for _, k := range keys {
+		r, err := age.ParseX25519Recipient(k)
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("age recipient %q: %v (expected a public key made by age-keygen, starting age1)", k, err)}
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

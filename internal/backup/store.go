@@ -12,6 +12,7 @@ import (
 	"io"
 	"strings"
 
+	"filippo.io/age"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
@@ -33,7 +34,7 @@ func (r *Runner) Store(ctx context.Context, exp Export) (Summary, error) {
 	if exp.Status != StatusComplete || exp.SignedURL == "" {
 		return Summary{}, &ConfigError{Msg: fmt.Sprintf("store needs a complete export with its URL; got status %q", exp.Status)}
 	}
-	key, err := DumpKey(exp.DatabaseID, exp.Bookmark, r.cfg.Compression)
+	key, err := DumpKey(exp.DatabaseID, exp.Bookmark, r.cfg.Compression, len(r.recipients) > 0)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -56,6 +57,9 @@ func (r *Runner) Store(ctx context.Context, exp Export) (Summary, error) {
 		DatabaseID: exp.DatabaseID, DatabaseName: exp.DatabaseName, Bookmark: exp.Bookmark,
 		Key: key, ExportStartedAt: exp.StartedAt, Compression: r.cfg.Compression,
 	}
+	if len(r.recipients) > 0 {
+		m.Encryption = &Encryption{Type: "age", Recipients: r.cfg.Recipients}
+	}
 	if exp.CompletedAt != nil {
 		m.ExportCompletedAt = *exp.CompletedAt
 		m.BlockedSeconds = exp.CompletedAt.Sub(exp.StartedAt).Seconds()
@@ -69,12 +73,12 @@ func (r *Runner) Store(ctx context.Context, exp Export) (Summary, error) {
 		size             = dl.Size
 		wait             = func() error { return src.err }
 	)
-	if r.cfg.Compression != CompressionNone {
+	if r.cfg.Compression != CompressionNone || len(r.recipients) > 0 {
 		stored, size = &hashCounter{h: sha256.New()}, -1
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
 		go func() {
-			err := compress(pw, src, r.cfg.Compression)
+			err := r.encode(pw, src)
 			pw.CloseWithError(err)
 			done <- err
 		}()
@@ -187,6 +191,30 @@ func (r *Runner) storeError(op string, err error) error {
 		return fmt.Errorf("backup: %s: %w", op, err)
 	}
 	return &StoreFailedError{Op: op, Err: err}
+}
+
+// encode turns the SQL into the stored bytes: compressed, then encrypted to
+// the age recipients when there are any.
+func (r *Runner) encode(w io.Writer, sql io.Reader) error {
+	if len(r.recipients) > 0 {
+		aw, err := age.Encrypt(w, r.recipients...)
+		if err != nil {
+			return &InternalError{Err: fmt.Errorf("age: %w", err)}
+		}
+		if err := compressTo(aw, sql, r.cfg.Compression); err != nil {
+			return err
+		}
+		return aw.Close()
+	}
+	return compressTo(w, sql, r.cfg.Compression)
+}
+
+func compressTo(w io.Writer, r io.Reader, compression string) error {
+	if compression == CompressionNone {
+		_, err := io.Copy(w, r)
+		return err
+	}
+	return compress(w, r, compression)
 }
 
 func compress(w io.Writer, r io.Reader, compression string) error {

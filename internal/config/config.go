@@ -34,6 +34,8 @@ type Config struct {
 	Exclude   []string
 
 	Retention retention.Policy
+	// Recipients are age public keys dumps are encrypted to.
+	Recipients []string
 }
 
 // Defaults for settings not given.
@@ -64,6 +66,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		Databases:         list(getenv(EnvDatabases)),
 		Include:           list(getenv(EnvInclude)),
 		Exclude:           list(getenv(EnvExclude)),
+		Recipients:        list(getenv(EnvAgeRecipients)),
 	}
 	if c.APIBaseURL == "" {
 		c.APIBaseURL = DefaultAPIBaseURL

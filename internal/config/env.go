@@ -29,6 +29,10 @@ const (
 	EnvInclude       = "D1BACKUP_INCLUDE"        // comma-separated glob patterns over names
 	EnvExclude       = "D1BACKUP_EXCLUDE"        // comma-separated glob patterns over names
 
+	// EnvAgeRecipients lists age X25519 public keys (comma-separated) the
+	// dumps are encrypted to; none means no encryption.
+	EnvAgeRecipients = "D1BACKUP_AGE_RECIPIENTS"
+
 	// Retention (GFS) per database; all zero keeps everything.
 	EnvKeepLast    = "D1BACKUP_KEEP_LAST"
 	EnvKeepDaily   = "D1BACKUP_KEEP_DAILY"

@@ -46,6 +46,7 @@ func New(d Deps) (*Handlers, error) {
 	}
 	bc := d.Backup
 	bc.Compression = d.Config.Compression
+	bc.Recipients = d.Config.Recipients
 	bc.PollInterval = d.Config.PollInterval
 	bc.ExportTimeout = d.Config.ExportTimeout
 	bc.MaxRestarts = d.Config.MaxRestarts
