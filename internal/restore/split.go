@@ -39,7 +39,7 @@ const (
 
 // Split reads SQL from r and calls fn for each statement, streaming: memory
 // is bounded by keep (statements longer than keep are measured but their
-// Text is nil). It understands quoted strings and identifiers ('..' with ''
+// Text is nil). It understands quoted strings and identifiers ('..' with ”
 // escapes, "..", `..`, [..]), -- and /* */ comments, and CREATE TRIGGER
 // bodies (whose inner ';' end the statement only after END). Statements
 // holding only comments are skipped.
@@ -49,6 +49,7 @@ func Split(r io.Reader, keep int, fn func(Statement) error) error {
 		stmt     []byte
 		size     int64
 		start    int64 // offset of the statement's first non-space byte
+		base     int64 // offset of buf[0] in the dump
 		off      int64 // offset of the byte being read
 		state    = stNormal
 		prev     byte // previous byte in the current state, for -- /* */
@@ -121,7 +122,8 @@ func Split(r io.Reader, keep int, fn func(Statement) error) error {
 	}
 	for {
 		n, rerr := r.Read(buf)
-		for _, b := range buf[:n] {
+		for i, b := range buf[:n] {
+			off = base + int64(i)
 			add(b)
 			switch state {
 			case stNormal:
@@ -130,15 +132,12 @@ func Split(r io.Reader, keep int, fn func(Statement) error) error {
 					word = append(word, b)
 					content = true
 					prev = b
-					off++
 					continue
 				case b == '-' && prev == '-':
 					state, prev = stLineComment, 0
-					off++
 					continue
 				case b == '*' && prev == '/':
 					state, prev = stBlockComment, 0
-					off++
 					continue
 				}
 				flushWord()
@@ -161,7 +160,6 @@ func Split(r io.Reader, keep int, fn func(Statement) error) error {
 						}
 						return err
 					}
-					off++
 					prev = 0
 					continue
 				}
@@ -205,13 +203,12 @@ func Split(r io.Reader, keep int, fn func(Statement) error) error {
 				if b == '/' && prev == '*' {
 					state = stNormal
 					prev = 0
-					off++
 					continue
 				}
 			}
 			prev = b
-			off++
 		}
+		base += int64(n)
 		if rerr != nil {
 			if !errors.Is(rerr, io.EOF) {
 				return fmt.Errorf("read dump: %w", rerr)
@@ -219,7 +216,7 @@ func Split(r io.Reader, keep int, fn func(Statement) error) error {
 			if prev == '-' || prev == '/' {
 				content = true
 			}
-			if state == stSingle || state == stDouble || state == stBacktick || state == stBracket || (state == stBlockComment && content) {
+			if state == stSingle || state == stDouble || state == stBacktick || state == stBracket {
 				return fmt.Errorf("dump ends inside a quoted string, identifier or comment (statement %d at byte %d)", index+1, start)
 			}
 			if err := emit(); err != nil && !errors.Is(err, errStop) {

@@ -59,12 +59,14 @@ func load(ctx context.Context, opts Options) (*Handlers, error) {
 	if err != nil {
 		return nil, err
 	}
+	logTo := cmp.Or[io.Writer](opts.Log, os.Stdout)
 	d := Deps{
 		Config:     cfg,
 		HTTPClient: http.DefaultClient,
+		Metrics:    logTo,
 		Backup: backup.Config{
 			ToolVersion: opts.Version,
-			Logger:      slog.New(slog.NewJSONHandler(cmp.Or[io.Writer](opts.Log, os.Stdout), nil)),
+			Logger:      slog.New(slog.NewJSONHandler(logTo, nil)),
 		},
 	}
 	if opts.Store {

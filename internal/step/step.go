@@ -6,12 +6,15 @@ package step
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
+	"time"
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/config"
 	"github.com/d1backup/d1backup/internal/d1"
+	"github.com/d1backup/d1backup/internal/retention"
 	"github.com/d1backup/d1backup/internal/seal"
 	"github.com/d1backup/d1backup/internal/store"
 )
@@ -19,10 +22,14 @@ import (
 // Handlers serves the steps of one deployment.
 type Handlers struct {
 	initErr error
+	metrics io.Writer
+	now     func() time.Time
 	runner  *backup.Runner
 	api     *d1.Client
 	sealer  *seal.Sealer
 	sel     backup.Selection
+	store   store.Store
+	policy  retention.Policy
 }
 
 // Deps are what New builds Handlers from; Store may be nil for steps that
@@ -32,6 +39,9 @@ type Deps struct {
 	HTTPClient *http.Client
 	Store      store.Store
 	Backup     backup.Config
+	// Metrics receives the Embedded Metric Format line of each stored
+	// backup (Lambda: stdout); nil writes none.
+	Metrics io.Writer
 }
 
 // New builds the handlers from a loaded configuration.
@@ -57,9 +67,10 @@ func New(d Deps) (*Handlers, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handlers{runner: runner, api: api, sealer: sealer, sel: backup.Selection{
-		Databases: d.Config.Databases, Include: d.Config.Include, Exclude: d.Config.Exclude,
-	}}, nil
+	return &Handlers{runner: runner, api: api, sealer: sealer, metrics: d.Metrics, now: time.Now,
+		store: d.Store, policy: d.Config.Retention, sel: backup.Selection{
+			Databases: d.Config.Databases, Include: d.Config.Include, Exclude: d.Config.Exclude,
+		}}, nil
 }
 
 // DiscoverOutput is the discover step's output, the run workflow's Map input.
@@ -123,7 +134,34 @@ func (h *Handlers) StoreDump(ctx context.Context, in backup.Export) (backup.Summ
 	if err != nil {
 		return backup.Summary{}, backup.Classified(err)
 	}
+	if h.metrics != nil {
+		// A metric that fails to print must not fail a stored backup.
+		_ = writeMetrics(h.metrics, sum, in, h.now())
+	}
 	return sum, nil
+}
+
+// PruneOutput is the prune step's output: the stored backup's summary
+// and what retention did.
+type PruneOutput struct {
+	backup.Summary
+	Retention backup.PruneResult `json:"retention"`
+}
+
+// Prune applies the retention policy to the database of a backup just
+// stored. With no policy configured it keeps everything.
+func (h *Handlers) Prune(ctx context.Context, in backup.Summary) (PruneOutput, error) {
+	if h.initErr != nil {
+		return PruneOutput{}, h.initErr
+	}
+	if in.DatabaseID == "" {
+		return PruneOutput{}, &backup.ConfigError{Msg: "prune step input has no database_id (the store step's output)"}
+	}
+	res, err := backup.Prune(ctx, h.store, in.DatabaseID, h.policy, h.now(), false)
+	if err != nil {
+		return PruneOutput{}, backup.Classified(err)
+	}
+	return PruneOutput{Summary: in, Retention: res}, nil
 }
 
 func (h *Handlers) sealed(e backup.Export) backup.Export {
