@@ -146,6 +146,10 @@ func TestWorkflow(t *testing.T) {
 			if r.Status != "SUCCEEDED" {
 				return
 			}
+			// The store step printed its CloudWatch Embedded Metric Format line.
+			if !strings.Contains(stderr.String(), `"Namespace":"D1Backup"`) || !strings.Contains(stderr.String(), `"BackupSucceeded":1`) {
+				t.Errorf("no EMF metrics line in the step output:\n%s", stderr.String())
+			}
 			var sum summary
 			if err := json.Unmarshal(r.Output, &sum); err != nil {
 				t.Fatal(err)

@@ -1,0 +1,249 @@
+// Package restore brings backups back: it fetches a stored dump, proves it is
+// the one the manifest describes (SHA-256 of the stored object and of the
+// SQL) before anything is written anywhere, and then imports it into a D1
+// database (existing and empty, or created for it), loads it into a local
+// SQLite file, or verifies it in a scratch SQLite database.
+package restore
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/store"
+)
+
+// D1's import limits.
+const (
+	MaxImportBytes    = 5 << 30
+	MaxStatementBytes = 100 << 10
+)
+
+// maxKeep bounds the statements Split keeps in memory when loading into
+// SQLite (whose own default limit is 1 GB); D1 refuses anything over 100 KB.
+const maxKeep = 64 << 20
+
+// Source is a backup in a store: Key is the dump's key or its manifest's
+// key (the dump's key + backup.ManifestSuffix).
+type Source struct {
+	Store store.Store
+	Key   string
+}
+
+// Keys returns the dump's key and the manifest's key.
+func (s Source) Keys() (dumpKey, manifestKey string) {
+	if k, ok := strings.CutSuffix(s.Key, backup.ManifestSuffix); ok {
+		return k, s.Key
+	}
+	return s.Key, s.Key + backup.ManifestSuffix
+}
+
+// Dump is a backup fetched and checked: the SQL sits in a temporary file
+// whose hashes match the manifest. Close removes the file.
+type Dump struct {
+	Manifest    *backup.Manifest
+	Key         string
+	ManifestKey string
+	// Path is the SQL file.
+	Path string
+	// Size, SHA256 and MD5 describe the SQL. The MD5 is D1's import etag.
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	MD5    string `json:"md5"`
+	// Statements counts the SQL statements.
+	Statements int64
+	// Limits lists what would make D1 refuse the import (over 5 GB, a
+	// statement over 100 KB, transaction statements); empty when none.
+	Limits []string
+}
+
+// Close removes the SQL file.
+func (d *Dump) Close() error {
+	if d == nil || d.Path == "" {
+		return nil
+	}
+	err := os.Remove(d.Path)
+	d.Path = ""
+	return err
+}
+
+// CheckImportLimits returns a *LimitError when D1 would refuse the dump.
+func (d *Dump) CheckImportLimits() error {
+	if len(d.Limits) == 0 {
+		return nil
+	}
+	return &LimitError{Key: d.Key, Problems: d.Limits}
+}
+
+// Fetch reads the manifest, streams the stored object into a temporary file
+// (in tempDir, os.TempDir() if empty) while hashing it, decompressing it and
+// scanning its statements, and checks every size and hash against the
+// manifest. On any mismatch it returns an *IntegrityError and leaves no file.
+func Fetch(ctx context.Context, src Source, tempDir string) (*Dump, error) {
+	dumpKey, manifestKey := src.Keys()
+	m, err := backup.ReadManifest(ctx, src.Store, manifestKey)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, &NotFoundError{Key: manifestKey, Store: src.Store.String()}
+		}
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	if path.Base(m.Key) != path.Base(dumpKey) {
+		return nil, &IntegrityError{Key: dumpKey, Msg: fmt.Sprintf("the manifest %s describes %s, not %s", manifestKey, m.Key, dumpKey)}
+	}
+	d, err := fetch(ctx, src.Store, dumpKey, m, tempDir)
+	if err != nil {
+		return nil, err
+	}
+	d.ManifestKey = manifestKey
+	return d, nil
+}
+
+func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, tempDir string) (_ *Dump, err error) {
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, &NotFoundError{Key: key, Store: st.String()}
+		}
+		return nil, fmt.Errorf("restore: read %s: %w", key, err)
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp(tempDir, "d1backup-restore-*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("restore: temporary file: %w", err)
+	}
+	d := &Dump{Manifest: m, Key: key, Path: f.Name()}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(d.Path)
+		}
+	}()
+
+	stored := &hashCount{h: sha256.New()}
+	raw := io.TeeReader(&ctxReader{ctx: ctx, r: rc}, stored)
+	var sqlR io.Reader
+	switch m.Compression {
+	case backup.CompressionNone, "":
+		sqlR = raw
+	case backup.CompressionGzip:
+		zr, err := gzip.NewReader(raw)
+		if err != nil {
+			return nil, corrupt(key, stored, m, fmt.Errorf("not gzip data: %w", err))
+		}
+		zr.Multistream(false)
+		sqlR = zr
+	case backup.CompressionZstd:
+		zr, err := zstd.NewReader(raw, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("restore: zstd: %w", err)
+		}
+		defer zr.Close()
+		sqlR = zr
+	default:
+		return nil, &IntegrityError{Key: key, Msg: fmt.Sprintf("the manifest names compression %q, which this version cannot read", m.Compression)}
+	}
+
+	sqlSHA, sqlMD5 := &hashCount{h: sha256.New()}, md5.New()
+	// Split reads what the file receives, so the statements are scanned in
+	// the same pass.
+	pr, pw := io.Pipe()
+	scanned := make(chan error, 1)
+	go func() {
+		err := Split(pr, 0, func(s Statement) error {
+			d.Statements++
+			if s.Size > MaxStatementBytes && len(d.Limits) < 10 {
+				d.Limits = append(d.Limits, fmt.Sprintf("statement %d (%s, at byte %d) is %d bytes; D1 accepts at most %d (100 KB) per statement", s.Index, s.Keyword, s.Offset, s.Size, MaxStatementBytes))
+			}
+			if isTransactionControl(s.Keyword) && len(d.Limits) < 10 {
+				d.Limits = append(d.Limits, fmt.Sprintf("statement %d is %s at byte %d; D1 refuses BEGIN TRANSACTION/COMMIT/SAVEPOINT in imports (it runs the whole import in one transaction)", s.Index, s.Keyword, s.Offset))
+			}
+			return nil
+		})
+		io.Copy(io.Discard, pr) //nolint:errcheck // drain after a split error
+		scanned <- err
+	}()
+	_, copyErr := io.Copy(io.MultiWriter(f, sqlSHA, sqlMD5, pw), sqlR)
+	pw.CloseWithError(copyErr)
+	splitErr := <-scanned
+	if copyErr != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("restore: %w", ctx.Err())
+		}
+		// Drain the rest so the stored hash covers the whole object.
+		io.Copy(io.Discard, raw) //nolint:errcheck
+		return nil, corrupt(key, stored, m, copyErr)
+	}
+	// Trailing bytes after the compressed stream still count as stored.
+	if _, err := io.Copy(io.Discard, raw); err != nil {
+		return nil, fmt.Errorf("restore: read %s: %w", key, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("restore: temporary file: %w", err)
+	}
+	d.Size, d.SHA256, d.MD5 = sqlSHA.n, sqlSHA.sum(), hex.EncodeToString(sqlMD5.Sum(nil))
+
+	switch {
+	case stored.n != m.StoredBytes || stored.sum() != m.StoredSHA256:
+		return nil, &IntegrityError{Key: key, Msg: fmt.Sprintf("stored object is %d bytes with SHA-256 %s; the manifest says %d bytes with %s: the object was changed or damaged after the backup", stored.n, stored.sum(), m.StoredBytes, m.StoredSHA256)}
+	case d.Size != m.SQLBytes || d.SHA256 != m.SQLSHA256:
+		return nil, &IntegrityError{Key: key, Msg: fmt.Sprintf("SQL is %d bytes with SHA-256 %s; the manifest says %d bytes with %s", d.Size, d.SHA256, m.SQLBytes, m.SQLSHA256)}
+	case splitErr != nil:
+		return nil, &IntegrityError{Key: key, Msg: "SQL cannot be read as statements: " + splitErr.Error()}
+	}
+	if d.Size > MaxImportBytes {
+		d.Limits = append([]string{fmt.Sprintf("the SQL is %d bytes; D1 imports at most %d (5 GB)", d.Size, int64(MaxImportBytes))}, d.Limits...)
+	}
+	return d, nil
+}
+
+// corrupt explains a decompression failure: against the manifest's stored
+// hash when the object no longer matches it.
+func corrupt(key string, stored *hashCount, m *backup.Manifest, err error) error {
+	return &IntegrityError{Key: key, Msg: fmt.Sprintf("cannot decompress the stored %s object (%v); the manifest expects %d stored bytes with SHA-256 %s: the object was changed or damaged after the backup", m.Compression, err, m.StoredBytes, m.StoredSHA256)}
+}
+
+func isTransactionControl(keyword string) bool {
+	switch keyword {
+	case "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE":
+		return true
+	}
+	return false
+}
+
+type hashCount struct {
+	h hash.Hash
+	n int64
+}
+
+func (c *hashCount) Write(p []byte) (int, error) {
+	c.h.Write(p)
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+func (c *hashCount) sum() string { return hex.EncodeToString(c.h.Sum(nil)) }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
