@@ -23,6 +23,8 @@ const usage = `d1backup backs up Cloudflare D1 databases into Cloudflare R2 or a
 Usage:
   d1backup backup  --database <uuid|name> [--dest <dir>|r2://<bucket>/<prefix>] [--compression gzip|zstd|none]
   d1backup list    [--dest ...] [--database <uuid|name>]
+  d1backup verify      <key|r2://<bucket>/<key>|path> [--dest ...] [--json]
+  d1backup restore     --from <key|r2://<bucket>/<key>|path> (--create <name> | --database <uuid|name> [--force] | --to-sqlite <file>)
   d1backup prune       [--dest ...] [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]
   d1backup run         [--state-machine <arn>] [--wait]     start the deployed scheduled run now
   d1backup executions  [--state-machine <arn>] [--limit N]  recent runs, with failures and causes
@@ -67,6 +69,10 @@ func run(ctx context.Context, args []string, e env) int {
 		err = cmdBackup(ctx, args[1:], e)
 	case "list":
 		err = cmdList(ctx, args[1:], e)
+	case "restore":
+		err = cmdRestore(ctx, args[1:], e)
+	case "verify":
+		err = cmdVerify(ctx, args[1:], e)
 	case "prune":
 		err = cmdPrune(ctx, args[1:], e)
 	case "run":

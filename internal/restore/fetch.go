@@ -18,6 +18,7 @@ import (
 	"path"
 	"strings"
 
+	"filippo.io/age"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
@@ -91,19 +92,24 @@ func (d *Dump) CheckImportLimits() error {
 // (in tempDir, os.TempDir() if empty) while hashing it, decompressing it and
 // scanning its statements, and checks every size and hash against the
 // manifest. On any mismatch it returns an *IntegrityError and leaves no file.
-func Fetch(ctx context.Context, src Source, tempDir string) (*Dump, error) {
+func Fetch(ctx context.Context, src Source, opts Options) (*Dump, error) {
 	dumpKey, manifestKey := src.Keys()
 	m, err := backup.ReadManifest(ctx, src.Store, manifestKey)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, &NotFoundError{Key: manifestKey, Store: src.Store.String()}
 		}
+		// ReadManifest's parse failures (the manifest was read, but is not
+		// one) are integrity failures; the rest are the store's.
+		if msg := err.Error(); strings.Contains(msg, "not a d1backup manifest") || strings.Contains(msg, "unsupported manifest") {
+			return nil, &IntegrityError{Key: dumpKey, Check: "manifest", Msg: msg}
+		}
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if path.Base(m.Key) != path.Base(dumpKey) {
-		return nil, &IntegrityError{Key: dumpKey, Msg: fmt.Sprintf("the manifest %s describes %s, not %s", manifestKey, m.Key, dumpKey)}
+		return nil, &IntegrityError{Key: dumpKey, Check: "manifest", Msg: fmt.Sprintf("the manifest %s describes %s, not %s", manifestKey, m.Key, dumpKey)}
 	}
-	d, err := fetch(ctx, src.Store, dumpKey, m, tempDir)
+	d, err := fetch(ctx, src.Store, dumpKey, m, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +117,10 @@ func Fetch(ctx context.Context, src Source, tempDir string) (*Dump, error) {
 	return d, nil
 }
 
-func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, tempDir string) (_ *Dump, err error) {
+func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, opts Options) (_ *Dump, err error) {
+	if m.Encryption != nil && len(opts.Identities) == 0 {
+		return nil, &TargetError{Msg: fmt.Sprintf("backup %s is encrypted with %s to %s: give the age identity (private key) file with --identity", key, m.Encryption.Type, strings.Join(m.Encryption.Recipients, ", "))}
+	}
 	rc, err := st.Get(ctx, key)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -120,7 +129,7 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 		return nil, fmt.Errorf("restore: read %s: %w", key, err)
 	}
 	defer rc.Close()
-	f, err := os.CreateTemp(tempDir, "d1backup-restore-*.sql")
+	f, err := os.CreateTemp(opts.TempDir, "d1backup-restore-*.sql")
 	if err != nil {
 		return nil, fmt.Errorf("restore: temporary file: %w", err)
 	}
@@ -134,26 +143,38 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 
 	stored := &hashCount{h: sha256.New()}
 	raw := io.TeeReader(&ctxReader{ctx: ctx, r: rc}, stored)
+	compressed := raw
+	if m.Encryption != nil {
+		dr, err := age.Decrypt(raw, opts.Identities...)
+		if err != nil {
+			io.Copy(io.Discard, raw) //nolint:errcheck
+			if stored.n == m.StoredBytes && stored.sum() == m.StoredSHA256 {
+				return nil, &TargetError{Msg: fmt.Sprintf("cannot decrypt backup %s: %v (is it the identity of one of %s?)", key, err, strings.Join(m.Encryption.Recipients, ", "))}
+			}
+			return nil, corrupt(key, stored, m, err)
+		}
+		compressed = dr
+	}
 	var sqlR io.Reader
 	switch m.Compression {
 	case backup.CompressionNone, "":
-		sqlR = raw
+		sqlR = compressed
 	case backup.CompressionGzip:
-		zr, err := gzip.NewReader(raw)
+		zr, err := gzip.NewReader(compressed)
 		if err != nil {
 			return nil, corrupt(key, stored, m, fmt.Errorf("not gzip data: %w", err))
 		}
 		zr.Multistream(false)
 		sqlR = zr
 	case backup.CompressionZstd:
-		zr, err := zstd.NewReader(raw, zstd.WithDecoderConcurrency(1))
+		zr, err := zstd.NewReader(compressed, zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, fmt.Errorf("restore: zstd: %w", err)
 		}
 		defer zr.Close()
 		sqlR = zr
 	default:
-		return nil, &IntegrityError{Key: key, Msg: fmt.Sprintf("the manifest names compression %q, which this version cannot read", m.Compression)}
+		return nil, &IntegrityError{Key: key, Check: "manifest", Msg: fmt.Sprintf("the manifest names compression %q, which this version cannot read", m.Compression)}
 	}
 
 	sqlSHA, sqlMD5 := &hashCount{h: sha256.New()}, md5.New()
@@ -197,11 +218,11 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 
 	switch {
 	case stored.n != m.StoredBytes || stored.sum() != m.StoredSHA256:
-		return nil, &IntegrityError{Key: key, Msg: fmt.Sprintf("stored object is %d bytes with SHA-256 %s; the manifest says %d bytes with %s: the object was changed or damaged after the backup", stored.n, stored.sum(), m.StoredBytes, m.StoredSHA256)}
+		return nil, &IntegrityError{Key: key, Check: "stored_sha256", Msg: fmt.Sprintf("stored object is %d bytes with SHA-256 %s; the manifest says %d bytes with %s: the object (or its manifest) was changed or damaged after the backup", stored.n, stored.sum(), m.StoredBytes, m.StoredSHA256)}
 	case d.Size != m.SQLBytes || d.SHA256 != m.SQLSHA256:
-		return nil, &IntegrityError{Key: key, Msg: fmt.Sprintf("SQL is %d bytes with SHA-256 %s; the manifest says %d bytes with %s", d.Size, d.SHA256, m.SQLBytes, m.SQLSHA256)}
+		return nil, &IntegrityError{Key: key, Check: "sql_sha256", Msg: fmt.Sprintf("SQL is %d bytes with SHA-256 %s; the manifest says %d bytes with %s", d.Size, d.SHA256, m.SQLBytes, m.SQLSHA256)}
 	case splitErr != nil:
-		return nil, &IntegrityError{Key: key, Msg: "SQL cannot be read as statements: " + splitErr.Error()}
+		return nil, &IntegrityError{Key: key, Check: "sql", Msg: "SQL cannot be read as statements: " + splitErr.Error()}
 	}
 	if d.Size > MaxImportBytes {
 		d.Limits = append([]string{fmt.Sprintf("the SQL is %d bytes; D1 imports at most %d (5 GB)", d.Size, int64(MaxImportBytes))}, d.Limits...)
@@ -212,7 +233,7 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 // corrupt explains a decompression failure: against the manifest's stored
 // hash when the object no longer matches it.
 func corrupt(key string, stored *hashCount, m *backup.Manifest, err error) error {
-	return &IntegrityError{Key: key, Msg: fmt.Sprintf("cannot decompress the stored %s object (%v); the manifest expects %d stored bytes with SHA-256 %s: the object was changed or damaged after the backup", m.Compression, err, m.StoredBytes, m.StoredSHA256)}
+	return &IntegrityError{Key: key, Check: "stored_sha256", Msg: fmt.Sprintf("cannot decompress the stored %s object (%v); the manifest expects %d stored bytes with SHA-256 %s: the object (or its manifest) was changed or damaged after the backup", m.Compression, err, m.StoredBytes, m.StoredSHA256)}
 }
 
 func isTransactionControl(keyword string) bool {

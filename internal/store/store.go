@@ -45,6 +45,10 @@ type PutOptions struct {
 	ContentType string
 	// Size is the exact length of the body when known, or -1.
 	Size int64
+	// Replace lets Put replace an existing object, still atomically: readers
+	// see the old object or the new one. Only small metadata (a manifest
+	// gaining its verification) is ever replaced; dumps never are.
+	Replace bool
 }
 
 // Object describes a stored object.

@@ -83,7 +83,9 @@ func (s *Store) put(ctx context.Context, key string, r io.Reader, opts store.Put
 		if fi.IsDir() {
 			return store.Object{}, fmt.Errorf("%s is a folder of other keys", final)
 		}
-		return store.Object{}, store.ErrExists
+		if !opts.Replace {
+			return store.Object{}, store.ErrExists
+		}
 	}
 	dir := filepath.Dir(final)
 	created, err := s.mkdirs(dir)
@@ -106,14 +108,21 @@ func (s *Store) put(ctx context.Context, key string, r io.Reader, opts store.Put
 	if err != nil {
 		return store.Object{}, err
 	}
-	if err := os.Link(tmp, final); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return store.Object{}, store.ErrExists
+	if opts.Replace {
+		// rename replaces atomically; the deferred Remove then finds nothing.
+		if err := os.Rename(tmp, final); err != nil {
+			return store.Object{}, err
 		}
-		return store.Object{}, err
-	}
-	if err := os.Remove(tmp); err != nil {
-		return store.Object{}, err
+	} else {
+		if err := os.Link(tmp, final); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return store.Object{}, store.ErrExists
+			}
+			return store.Object{}, err
+		}
+		if err := os.Remove(tmp); err != nil {
+			return store.Object{}, err
+		}
 	}
 	// Make the new name, and any folders created for it, durable.
 	for _, d := range append([]string{dir}, parents(created)...) {

@@ -198,11 +198,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	if err != nil {
 		return store.Object{}, fmt.Errorf("r2: put object %q: %w", key, err)
 	}
-	switch _, err := s.Stat(ctx, key); {
-	case err == nil:
-		return store.Object{}, fmt.Errorf("r2: put object %q: %w", key, store.ErrExists)
-	case !errors.Is(err, store.ErrNotFound):
-		return store.Object{}, err
+	if !opts.Replace {
+		switch _, err := s.Stat(ctx, key); {
+		case err == nil:
+			return store.Object{}, fmt.Errorf("r2: put object %q: %w", key, store.ErrExists)
+		case !errors.Is(err, store.ErrNotFound):
+			return store.Object{}, err
+		}
 	}
 
 	// Wrapping the body also hides any io.Seeker from the uploader, so the
@@ -214,6 +216,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		Key:         aws.String(s.prefix + key),
 		Body:        b,
 		IfNoneMatch: aws.String("*"),
+	}
+	if opts.Replace {
+		in.IfNoneMatch = nil
 	}
 	if opts.ContentType != "" {
 		in.ContentType = aws.String(opts.ContentType)

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts Options) {
 	}{
 		{"RoundTrip", s.roundTrip},
 		{"PutExisting", s.putExisting},
+		{"Replace", s.replace},
 		{"ReaderError", s.readerError},
 		{"SizeMismatch", s.sizeMismatch},
 		{"ContextCancelled", s.contextCancelled},
@@ -244,6 +245,26 @@ func (s *suite) putExisting(t *testing.T) {
 			}
 			checkContent(t, st, key, 1, 100)
 		})
+	}
+}
+
+// replace: with Replace, Put swaps the object whole, and works on an absent
+// key too.
+func (s *suite) replace(t *testing.T) {
+	st := s.open(t)
+	ctx := context.Background()
+	const key = "db/backup.sql.gz.manifest.json"
+	if _, err := st.Put(ctx, key, newBody(1, 100), store.PutOptions{Size: 100, Replace: true}); err != nil {
+		t.Fatalf("Put with Replace of an absent key: %v", err)
+	}
+	checkContent(t, st, key, 1, 100)
+	if _, err := st.Put(ctx, key, newBody(2, 50), store.PutOptions{Size: 50, Replace: true}); err != nil {
+		t.Fatalf("Put with Replace: %v", err)
+	}
+	checkContent(t, st, key, 2, 50)
+	objs, err := st.List(ctx, "db/")
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("List after Replace = %v, %v; want the one object", keys(objs), err)
 	}
 }
 
