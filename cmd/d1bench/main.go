@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string) error {
 	prefix := fs.String("prefix", "", "key prefix inside R2_BUCKET (default D1BACKUP_PREFIX); a fresh one per run, or the run finds the previous backup")
 	wantSize := fs.Int64("want-size", -1, "fail unless this many SQL bytes were stored")
 	wantSHA := fs.String("want-sha256", "", "fail unless the stored SQL has this SHA-256")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the store step to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +95,17 @@ func run(ctx context.Context, args []string) error {
 		Status: backup.StatusComplete, SignedURL: *url, StartedAt: now, CompletedAt: &now,
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	sum, err := runner.Store(ctx, exp)
 	secs := time.Since(start).Seconds()

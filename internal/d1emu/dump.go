@@ -49,18 +49,19 @@ func findVirtualTable(ctx context.Context, q querier) error {
 		return fmt.Errorf("read schema: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return fmt.Errorf("read schema: %w", err)
-		}
-		module := "unknown"
-		if m := virtualRE.FindStringSubmatch(s); m != nil {
-			module = strings.ToLower(m[1])
-		}
-		return &virtualTableError{Module: module}
+	if !rows.Next() {
+		return rows.Err()
 	}
-	return rows.Err()
+	// One virtual table is enough to refuse the export.
+	var s string
+	if err := rows.Scan(&s); err != nil {
+		return fmt.Errorf("read schema: %w", err)
+	}
+	module := "unknown"
+	if m := virtualRE.FindStringSubmatch(s); m != nil {
+		module = strings.ToLower(m[1])
+	}
+	return &virtualTableError{Module: module}
 }
 
 type querier interface {

@@ -456,6 +456,7 @@ func (s *Server) runImport(ctx context.Context, d *database, path string) (*impo
 	res.Meta.RowsWritten = after - before
 	res.Meta.ChangedDB = after != before || n > 0
 	res.Meta.Duration = float64(time.Since(start).Microseconds()) / 1000
+	conn.Close() // the pool has one connection: bookmarkNow needs it
 	d.version++
 	d.contentHash = nil
 	if res.FinalBookmark, err = s.bookmarkNow(ctx, d); err != nil {
