@@ -89,7 +89,7 @@ func TestRestoreRoundTrip(t *testing.T) {
 		want := notes(t, w.path(t, w.db.UUID))
 
 		r := w.run(t, w.env(), "verify", key)
-		if r.code != 0 || !strings.Contains(r.stdout, "verified") || !strings.Contains(r.stdout, fmt.Sprintf("notes  %d  rows", len(want))) {
+		if r.code != 0 || !strings.Contains(r.stdout, "verified") || !strings.Contains(r.stdout, fmt.Sprintf("  notes  %d rows\n", len(want))) {
 			t.Errorf("%s: verify: exit %d\n%s\n%s", compression, r.code, r.stdout, r.stderr)
 		}
 		name := "notes-" + compression

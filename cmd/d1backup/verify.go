@@ -82,9 +82,9 @@ func printReport(e env, r *restore.Report) {
 	}
 	if len(r.Tables) > 0 {
 		fmt.Fprintln(out, "tables:")
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		for _, t := range r.Tables {
-			fmt.Fprintf(tw, "  %s\t%d\trows\t\n", t.Name, t.Rows)
+			fmt.Fprintf(tw, "  %s\t%d rows\n", t.Name, t.Rows)
 		}
 		tw.Flush()
 	}

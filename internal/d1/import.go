@@ -83,8 +83,8 @@ func (c *Client) Import(ctx context.Context, databaseID string, f ImportFile, op
 		return ImportResult{}, errors.New("d1: import: needs a body, its size and its MD5 as 32 lower-case hex characters")
 	}
 	var out ImportResult
-	init := importBody{Action: "init", Etag: f.MD5}
-	res, err := c.importCall(ctx, "import init", databaseID, init)
+	initBody := importBody{Action: "init", Etag: f.MD5}
+	res, err := c.importCall(ctx, "import init", databaseID, initBody)
 	if err != nil {
 		return out, err
 	}
