@@ -25,6 +25,8 @@ var dummy = map[string]string{
 	"StartExportFunctionArn":        "arn:aws:lambda:us-east-1:123456789012:function:start-export",
 	"PollExportFunctionArn":         "arn:aws:lambda:us-east-1:123456789012:function:poll-export",
 	"StoreDumpFunctionArn":          "arn:aws:lambda:us-east-1:123456789012:function:store-dump",
+	"VerifyFunctionArn":             "arn:aws:lambda:us-east-1:123456789012:function:verify",
+	"PruneFunctionArn":              "arn:aws:lambda:us-east-1:123456789012:function:prune",
 	"DiscoverFunctionArn":           "arn:aws:lambda:us-east-1:123456789012:function:discover",
 	"BackupDatabaseStateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:backup-database",
 	"MaxConcurrency":                "4",
@@ -81,7 +83,7 @@ func TestPlaceholders(t *testing.T) {
 		def  string
 		want []string
 	}{
-		{"database", statemachine.BackupDatabase, []string{"PollExportFunctionArn", "StartExportFunctionArn", "StoreDumpFunctionArn"}},
+		{"database", statemachine.BackupDatabase, []string{"PollExportFunctionArn", "PruneFunctionArn", "StartExportFunctionArn", "StoreDumpFunctionArn", "VerifyFunctionArn"}},
 		{"run", statemachine.BackupRun, []string{"BackupDatabaseStateMachineArn", "DiscoverFunctionArn", "MaxConcurrency"}},
 		{"repeated and sorted", `${B} ${A} ${B}`, []string{"A", "B"}},
 		{"none", `{"a": "$.b"}`, nil},
@@ -289,12 +291,12 @@ func TestBackupDatabaseFlow(t *testing.T) {
 	if m.StartAt != "StartExport" {
 		t.Errorf("StartAt = %s", m.StartAt)
 	}
-	for _, tt := range []struct{ task, next string }{{"StartExport", "ExportStatus"}, {"PollExport", "ExportStatus"}, {"StoreDump", "BackupStored"}} {
+	for _, tt := range []struct{ task, next string }{{"StartExport", "ExportStatus"}, {"PollExport", "ExportStatus"}, {"StoreDump", "VerifyBackup"}, {"VerifyBackup", "PruneBackups"}, {"PruneBackups", "BackupStored"}} {
 		if got := m.States[tt.task].Next; got != tt.next {
 			t.Errorf("%s.Next = %s, want %s", tt.task, got, tt.next)
 		}
 	}
-	for task, want := range map[string]int{"StartExport": 60, "PollExport": 60, "StoreDump": 900} {
+	for task, want := range map[string]int{"StartExport": 60, "PollExport": 60, "StoreDump": 900, "VerifyBackup": 900, "PruneBackups": 300} {
 		if got := m.States[task].TimeoutSeconds; got != want {
 			t.Errorf("%s.TimeoutSeconds = %d, want %d", task, got, want)
 		}
@@ -330,7 +332,7 @@ func TestBackupDatabaseFlow(t *testing.T) {
 	// Restart: only steps that can find the export gone go back to
 	// StartExport, and they keep the Export (ResultPath) so StartExport counts
 	// the restart.
-	for task, wantRestart := range map[string]bool{"StartExport": false, "PollExport": true, "StoreDump": true} {
+	for task, wantRestart := range map[string]bool{"StartExport": false, "PollExport": true, "StoreDump": true, "VerifyBackup": false, "PruneBackups": false} {
 		found := false
 		for _, c := range m.States[task].Catch {
 			if c.Next != "StartExport" {

@@ -17,7 +17,7 @@ import (
 // prints {"errorType","errorMessage"} as the Lambda runtime reports it.
 func cmdStep(ctx context.Context, args []string, e env, stdin io.Reader) error {
 	if len(args) != 1 || args[0] == "--help" || args[0] == "-h" {
-		return usageError{"usage: d1backup step discover|start-export|poll-export|store-dump|prune < input.json"}
+		return usageError{"usage: d1backup step discover|start-export|poll-export|store-dump|verify|prune < input.json"}
 	}
 	var h *step.Handlers
 	load := func(withStore bool) *step.Handlers {
@@ -37,6 +37,9 @@ func cmdStep(ctx context.Context, args []string, e env, stdin io.Reader) error {
 	case "store-dump":
 		h = load(true)
 		handler = lambda.NewHandler(h.StoreDump)
+	case "verify":
+		h = load(true)
+		handler = lambda.NewHandler(h.Verify)
 	case "prune":
 		h = load(true)
 		handler = lambda.NewHandler(h.Prune)

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -76,8 +77,27 @@ func (m *Manifest) Summary(alreadyExisted bool) Summary {
 		Key: m.Key, ManifestKey: m.Key + ManifestSuffix,
 		SQLBytes: m.SQLBytes, SQLSHA256: m.SQLSHA256,
 		StoredBytes: m.StoredBytes, StoredSHA256: m.StoredSHA256,
-		Compression: m.Compression, AlreadyExisted: alreadyExisted,
+		Compression: m.Compression, Encrypted: m.Encryption != nil, AlreadyExisted: alreadyExisted,
 	}
+}
+
+// RecordVerification writes a verification result into the manifest under
+// key, replacing the manifest whole (one atomic PUT).
+func RecordVerification(ctx context.Context, st store.Store, key string, v *Verification) error {
+	m, err := ReadManifest(ctx, st, key)
+	if err != nil {
+		return &StoreUnavailableError{Op: "read manifest " + key, Err: err}
+	}
+	m.Verification = v
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return &InternalError{Err: err}
+	}
+	data = append(data, '\n')
+	if _, err := st.Put(ctx, key, bytes.NewReader(data), store.PutOptions{ContentType: "application/json", Size: int64(len(data)), Replace: true}); err != nil {
+		return &StoreUnavailableError{Op: "update manifest " + key, Err: err}
+	}
+	return nil
 }
 
 // ReadManifest loads the manifest under key (the manifest's own key).

@@ -65,6 +65,8 @@ type Summary struct {
 	StoredBytes  int64  `json:"stored_bytes"`
 	StoredSHA256 string `json:"stored_sha256"`
 	Compression  string `json:"compression"`
+	// Encrypted is true when the stored bytes are age-encrypted.
+	Encrypted bool `json:"encrypted,omitempty"`
 	// AlreadyExisted is true when this export had been stored before (a
 	// rerun); nothing was written again.
 	AlreadyExisted bool `json:"already_existed"`

@@ -34,18 +34,21 @@ type Config struct {
 	Exclude   []string
 
 	Retention retention.Policy
+	// VerifyMaxBytes bounds the dumps the workflow verifies; 0 disables it.
+	VerifyMaxBytes int64
 	// Recipients are age public keys dumps are encrypted to.
 	Recipients []string
 }
 
 // Defaults for settings not given.
 const (
-	DefaultCompression   = "gzip"
-	DefaultPollInterval  = 5 * time.Second
-	DefaultExportTimeout = time.Hour
-	DefaultMaxRestarts   = 2
-	DefaultPartSize      = 16 << 20
-	DefaultConcurrency   = 4
+	DefaultCompression    = "gzip"
+	DefaultPollInterval   = 5 * time.Second
+	DefaultExportTimeout  = time.Hour
+	DefaultMaxRestarts    = 2
+	DefaultPartSize       = 16 << 20
+	DefaultConcurrency    = 4
+	DefaultVerifyMaxBytes = 1 << 30
 )
 
 // FromEnv reads the configuration from environment-style variables through
@@ -99,6 +102,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		if *f.dst, err = integer(getenv, f.name, 0, 0, 100000); err != nil {
 			return Config{}, err
 		}
+	}
+	if c.VerifyMaxBytes, err = int64Var(getenv, EnvVerifyMaxBytes, DefaultVerifyMaxBytes); err != nil {
+		return Config{}, err
 	}
 	if tz := strings.TrimSpace(getenv(EnvTimeZone)); tz != "" {
 		if c.Retention.Location, err = time.LoadLocation(tz); err != nil {
@@ -179,6 +185,18 @@ func integer(getenv func(string) string, name string, def, lo, hi int) (int, err
 	n, err := strconv.Atoi(v)
 	if err != nil || n < lo || n > hi {
 		return 0, fmt.Errorf("%s=%q: must be a whole number from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+func int64Var(getenv func(string) string, name string, def int64) (int64, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s=%q: must be a whole number of bytes, 0 or more", name, v)
 	}
 	return n, nil
 }

@@ -33,6 +33,10 @@ const (
 	// dumps are encrypted to; none means no encryption.
 	EnvAgeRecipients = "D1BACKUP_AGE_RECIPIENTS"
 
+	// EnvVerifyMaxBytes: the workflow verifies backups whose SQL is at most
+	// this many bytes (default 1 GiB); 0 disables verification.
+	EnvVerifyMaxBytes = "D1BACKUP_VERIFY_MAX_BYTES"
+
 	// Retention (GFS) per database; all zero keeps everything.
 	EnvKeepLast    = "D1BACKUP_KEEP_LAST"
 	EnvKeepDaily   = "D1BACKUP_KEEP_DAILY"

@@ -21,15 +21,16 @@ import (
 
 // Handlers serves the steps of one deployment.
 type Handlers struct {
-	initErr error
-	metrics io.Writer
-	now     func() time.Time
-	runner  *backup.Runner
-	api     *d1.Client
-	sealer  *seal.Sealer
-	sel     backup.Selection
-	store   store.Store
-	policy  retention.Policy
+	initErr   error
+	metrics   io.Writer
+	now       func() time.Time
+	runner    *backup.Runner
+	api       *d1.Client
+	sealer    *seal.Sealer
+	sel       backup.Selection
+	store     store.Store
+	policy    retention.Policy
+	verifyMax int64
 }
 
 // Deps are what New builds Handlers from; Store may be nil for steps that
@@ -68,7 +69,7 @@ func New(d Deps) (*Handlers, error) {
 		return nil, err
 	}
 	return &Handlers{runner: runner, api: api, sealer: sealer, metrics: d.Metrics, now: time.Now,
-		store: d.Store, policy: d.Config.Retention, sel: backup.Selection{
+		store: d.Store, policy: d.Config.Retention, verifyMax: d.Config.VerifyMaxBytes, sel: backup.Selection{
 			Databases: d.Config.Databases, Include: d.Config.Include, Exclude: d.Config.Exclude,
 		}}, nil
 }
@@ -141,27 +142,21 @@ func (h *Handlers) StoreDump(ctx context.Context, in backup.Export) (backup.Summ
 	return sum, nil
 }
 
-// PruneOutput is the prune step's output: the stored backup's summary
-// and what retention did.
-type PruneOutput struct {
-	backup.Summary
-	Retention backup.PruneResult `json:"retention"`
-}
-
 // Prune applies the retention policy to the database of a backup just
 // stored. With no policy configured it keeps everything.
-func (h *Handlers) Prune(ctx context.Context, in backup.Summary) (PruneOutput, error) {
+func (h *Handlers) Prune(ctx context.Context, in Result) (Result, error) {
 	if h.initErr != nil {
-		return PruneOutput{}, h.initErr
+		return Result{}, h.initErr
 	}
 	if in.DatabaseID == "" {
-		return PruneOutput{}, &backup.ConfigError{Msg: "prune step input has no database_id (the store step's output)"}
+		return Result{}, &backup.ConfigError{Msg: "prune step input has no database_id (the store step's output)"}
 	}
 	res, err := backup.Prune(ctx, h.store, in.DatabaseID, h.policy, h.now(), false)
 	if err != nil {
-		return PruneOutput{}, backup.Classified(err)
+		return Result{}, backup.Classified(err)
 	}
-	return PruneOutput{Summary: in, Retention: res}, nil
+	in.Retention = &res
+	return in, nil
 }
 
 func (h *Handlers) sealed(e backup.Export) backup.Export {

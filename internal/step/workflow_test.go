@@ -2,6 +2,7 @@ package step_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,11 +71,25 @@ type report struct {
 }
 
 type summary struct {
-	Key         string `json:"key"`
-	SQLSHA256   string `json:"sql_sha256"`
-	StoredBytes int64  `json:"stored_bytes"`
-	Bookmark    string `json:"bookmark"`
+	Key          string `json:"key"`
+	SQLSHA256    string `json:"sql_sha256"`
+	StoredBytes  int64  `json:"stored_bytes"`
+	Bookmark     string `json:"bookmark"`
+	Verification struct {
+		Status string           `json:"status"`
+		Tables map[string]int64 `json:"tables"`
+	} `json:"verification"`
+	Retention struct {
+		Kept int `json:"kept"`
+	} `json:"retention"`
 }
+
+// brokenFK holds a row whose parent does not exist: D1 accepts it (foreign
+// keys are deferred and not enforced on import), verification must not.
+const brokenFK = `PRAGMA foreign_keys=OFF;
+CREATE TABLE parents (id INTEGER PRIMARY KEY);
+CREATE TABLE items (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id));
+INSERT INTO items VALUES (1, 42);`
 
 const seed = `CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT);
 INSERT INTO items (name) VALUES ('one'), ('two'), ('it''s three');`
@@ -86,6 +101,7 @@ func TestWorkflow(t *testing.T) {
 	s := testenv.RequireS3(t)
 	for _, tt := range []struct {
 		name      string
+		seed      string
 		faults    []d1emu.Fault
 		status    string
 		wantError string
@@ -99,6 +115,7 @@ func TestWorkflow(t *testing.T) {
 		{name: "export error fails with D1's message", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultExportError}}, status: "FAILED", wantCause: "Virtual Tables"},
 		{name: "bad token fails", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultBadToken, Times: 100}}, status: "FAILED", wantError: "AuthError", wantCause: "rejected the API token"},
 		{name: "restarts are bounded", faults: []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired, Times: 100}}, status: "FAILED", wantError: "TooManyRestartsError"},
+		{name: "verification catches a broken foreign key", seed: brokenFK, status: "FAILED", wantError: "VerificationError", wantCause: "foreign_key_check"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			emu, err := d1emu.New(d1emu.Options{ExportPolls: 2})
@@ -107,7 +124,7 @@ func TestWorkflow(t *testing.T) {
 			}
 			srv := httptest.NewServer(emu)
 			defer func() { srv.Close(); emu.Close() }()
-			db, err := emu.CreateDatabase("inventory", seed)
+			db, err := emu.CreateDatabase("inventory", cmp.Or(tt.seed, seed))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +144,8 @@ func TestWorkflow(t *testing.T) {
 			cmd.Env = append(os.Environ(), s.Env(bucket)...)
 			cmd.Env = append(cmd.Env,
 				"CLOUDFLARE_ACCOUNT_ID="+emu.AccountID(), "CLOUDFLARE_API_TOKEN="+emu.Token(),
-				"CLOUDFLARE_API_BASE_URL="+srv.URL+"/client/v4", "D1BACKUP_SECRET_ARN=")
+				"CLOUDFLARE_API_BASE_URL="+srv.URL+"/client/v4", "D1BACKUP_SECRET_ARN=",
+				"D1BACKUP_KEEP_LAST=1")
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			_ = cmd.Run()
@@ -153,6 +171,24 @@ func TestWorkflow(t *testing.T) {
 			var sum summary
 			if err := json.Unmarshal(r.Output, &sum); err != nil {
 				t.Fatal(err)
+			}
+			if sum.Verification.Status != "verified" || sum.Verification.Tables["items"] != 3 || sum.Retention.Kept != 1 {
+				t.Errorf("output verification %+v retention %+v, want verified with 3 items and one backup kept", sum.Verification, sum.Retention)
+			}
+			mobj, err := s.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(sum.Key + ".manifest.json")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m struct {
+				Verification struct {
+					OK     bool             `json:"ok"`
+					Tables map[string]int64 `json:"tables"`
+				} `json:"verification"`
+			}
+			err = json.NewDecoder(mobj.Body).Decode(&m)
+			mobj.Body.Close()
+			if err != nil || !m.Verification.OK || m.Verification.Tables["items"] != 3 {
+				t.Errorf("manifest verification %+v (%v), want ok with 3 items", m.Verification, err)
 			}
 			obj, err := s.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(sum.Key)})
 			if err != nil {
