@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/d1backup/d1backup/statemachine"
 )
 
@@ -37,6 +39,14 @@ type Config struct {
 	AlarmEmail          string        // alarmEmail: optional address subscribed to the alarm topic
 	SecretARN           string        // secretArn: optional existing secret; default: the stack creates one
 	AssetDir            string        // assetDir: where scripts/build-lambdas put the bootstraps (default build/lambda)
+	AgeRecipients       string        // ageRecipients: comma-separated age public keys to encrypt dumps to (default: none)
+	VerifyMaxMiB        int           // verifyMaxMiB: verify dumps up to this size, 0 disables (default 1024)
+	KeepLast            int           // keepLast: retention, newest N backups (default 0: keep everything)
+	KeepDaily           int           // keepDaily: newest backup of each of the last N days
+	KeepWeekly          int           // keepWeekly: newest backup of each of the last N ISO weeks
+	KeepMonthly         int           // keepMonthly: newest backup of each of the last N months
+	TimeZone            string        // timezone: IANA zone retention counts days in (default UTC)
+	StaleAfterHours     int           // staleAfterHours: alarm when a database has no successful backup for this long (default 36)
 }
 
 // Context keys and their defaults (cdk.json lists the same defaults).
@@ -58,6 +68,14 @@ const (
 	KeyAlarmEmail    = "alarmEmail"
 	KeySecretARN     = "secretArn"
 	KeyAssetDir      = "assetDir"
+	KeyAgeRecipients = "ageRecipients"
+	KeyVerifyMaxMiB  = "verifyMaxMiB"
+	KeyKeepLast      = "keepLast"
+	KeyKeepDaily     = "keepDaily"
+	KeyKeepWeekly    = "keepWeekly"
+	KeyKeepMonthly   = "keepMonthly"
+	KeyTimeZone      = "timezone"
+	KeyStaleAfter    = "staleAfterHours"
 
 	DefaultDatabases     = "*"
 	DefaultSchedule      = "cron(0 3 * * ? *)"
@@ -70,6 +88,11 @@ const (
 	DefaultConcurrency = 4
 	DefaultPartSizeMiB = 16
 	DefaultAssetDir    = "build/lambda"
+	// DefaultVerifyMaxMiB bounds what the verify function loads into its
+	// scratch SQLite on /tmp (the stack sizes ephemeral storage to match).
+	DefaultVerifyMaxMiB = 1024
+	// DefaultStaleAfterHours: a daily schedule plus half a day of slack.
+	DefaultStaleAfterHours = 36
 )
 
 // Keys lists every context key ParseConfig reads.
@@ -77,6 +100,8 @@ var Keys = []string{
 	KeyAccountID, KeyDatabases, KeyInclude, KeyExclude, KeySchedule, KeyBucket, KeyPrefix,
 	KeyCompression, KeyR2Endpoint, KeyPollInterval, KeyExportTimeout, KeyMaxRestarts,
 	KeyConcurrency, KeyPartSize, KeyAlarmEmail, KeySecretARN, KeyAssetDir,
+	KeyAgeRecipients, KeyVerifyMaxMiB, KeyKeepLast, KeyKeepDaily, KeyKeepWeekly, KeyKeepMonthly,
+	KeyTimeZone, KeyStaleAfter,
 }
 
 var (
@@ -114,6 +139,27 @@ func ParseConfig(get func(key string) any) (Config, error) {
 		AlarmEmail:          p.str(KeyAlarmEmail, ""),
 		SecretARN:           p.str(KeySecretARN, ""),
 		AssetDir:            p.str(KeyAssetDir, DefaultAssetDir),
+		AgeRecipients:       p.list(KeyAgeRecipients, ""),
+		VerifyMaxMiB:        p.integer(KeyVerifyMaxMiB, DefaultVerifyMaxMiB, 0, 4096),
+		KeepLast:            p.integer(KeyKeepLast, 0, 0, 10000),
+		KeepDaily:           p.integer(KeyKeepDaily, 0, 0, 10000),
+		KeepWeekly:          p.integer(KeyKeepWeekly, 0, 0, 10000),
+		KeepMonthly:         p.integer(KeyKeepMonthly, 0, 0, 10000),
+		TimeZone:            p.str(KeyTimeZone, ""),
+		StaleAfterHours:     p.integer(KeyStaleAfter, DefaultStaleAfterHours, 1, 24*31),
+	}
+	if c.AgeRecipients != "" {
+		for _, r := range strings.Split(c.AgeRecipients, ",") {
+			if _, err := age.ParseX25519Recipient(r); err != nil {
+				p.failGot(KeyAgeRecipients, "must be age public keys (age1..., from age-keygen), comma-separated", r)
+				break
+			}
+		}
+	}
+	if c.TimeZone != "" {
+		if _, err := time.LoadLocation(c.TimeZone); err != nil {
+			p.failGot(KeyTimeZone, "must be an IANA time zone such as Europe/Berlin", c.TimeZone)
+		}
 	}
 
 	switch {

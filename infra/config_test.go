@@ -35,6 +35,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		Concurrency:         4,
 		PartSizeMiB:         16,
 		AssetDir:            "build/lambda",
+		VerifyMaxMiB:        1024,
+		StaleAfterHours:     36,
 	}
 	if got != want {
 		t.Errorf("ParseConfig() =\n%+v, want\n%+v", got, want)
@@ -60,6 +62,10 @@ func TestParseConfigValues(t *testing.T) {
 		{"longer export, fewer restarts", KeyExportTimeout, "3h", "ExportTimeout", time.Hour},
 		{"endpoint", KeyR2Endpoint, "https://r2.example.com", "R2Endpoint", "https://r2.example.com"},
 		{"email", KeyAlarmEmail, "ops@example.com", "AlarmEmail", "ops@example.com"},
+		{"retention", KeyKeepDaily, "7", "KeepDaily", 7},
+		{"time zone", KeyTimeZone, "Europe/Berlin", "TimeZone", "Europe/Berlin"},
+		{"verification off", KeyVerifyMaxMiB, "0", "VerifyMaxMiB", 0},
+		{"age recipient", KeyAgeRecipients, "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "AgeRecipients", "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"},
 		{"partial secret ARN", KeySecretARN, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup", "SecretARN", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup"},
 	}
 	for _, tt := range tests {
@@ -92,6 +98,9 @@ func TestParseConfigErrors(t *testing.T) {
 				`context "bucket": is required: the R2 bucket the backups go to`},
 		{"account", map[string]any{KeyAccountID: "ABC"}, `context "cloudflareAccountId": must be 32 lower-case hex digits, got "ABC"`},
 		{"compression", map[string]any{KeyCompression: "lz4"}, `context "compression": must be gzip, zstd or none, got "lz4"`},
+		{"age recipient", map[string]any{KeyAgeRecipients: "age1nope"}, `context "ageRecipients": must be age public keys (age1..., from age-keygen), comma-separated, got "age1nope"`},
+		{"time zone", map[string]any{KeyTimeZone: "Mars/Base"}, `context "timezone": must be an IANA time zone such as Europe/Berlin, got "Mars/Base"`},
+		{"retention", map[string]any{KeyKeepLast: "-1"}, `context "keepLast": must be from 0 to 10000, got -1`},
 		{"compression type", map[string]any{KeyCompression: true}, `context "compression": must be a string, got true`},
 		{"schedule", map[string]any{KeySchedule: "daily"}, `context "schedule": must be an EventBridge expression like rate(1 day) or cron(0 3 * * ? *) (six fields, UTC), got "daily"`},
 		{"rate singular", map[string]any{KeySchedule: "rate(1 days)"}, `context "schedule": must be an EventBridge expression like rate(1 day) or cron(0 3 * * ? *) (six fields, UTC), got "rate(1 days)"`},

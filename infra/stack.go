@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
@@ -49,7 +51,15 @@ func steps(cfg Config) []step {
 		{"StartExport", "start-export", "d1backup: start a D1 export", 256, 60},
 		{"PollExport", "poll-export", "d1backup: poll a D1 export", 256, 60},
 		{"StoreDump", "store-dump", "d1backup: stream a D1 dump into R2 and write its manifest", storeMemory(cfg.PartSizeMiB), 900},
+		{"Verify", "verify", "d1backup: prove a stored backup restores into SQLite and record the result", 2048, 900},
+		{"Prune", "prune", "d1backup: apply the retention policy to a database's backups", 256, 300},
 	}
+}
+
+// verifyStorageMiB is the verify function's /tmp: the SQL and the scratch
+// database built from it, with room to spare.
+func verifyStorageMiB(cfg Config) float64 {
+	return float64(min(max(512, 3*cfg.VerifyMaxMiB+512), 10240))
 }
 
 // storeMemory leaves room for the parts in flight (the store step uploads 4
@@ -83,21 +93,28 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 	// config loader, and none of these values is secret (the credentials
 	// stay in the secret, named here only by ARN).
 	env := map[string]*string{
-		config.EnvAccountID:     jsii.String(cfg.AccountID),
-		config.EnvSecretARN:     secret.SecretArn(),
-		config.EnvR2Bucket:      jsii.String(cfg.Bucket),
-		config.EnvCompression:   jsii.String(cfg.Compression),
-		config.EnvPollInterval:  jsii.String(strconv.Itoa(cfg.PollIntervalSeconds)),
-		config.EnvExportTimeout: jsii.String(cfg.ExportTimeout.String()),
-		config.EnvMaxRestarts:   jsii.String(strconv.Itoa(cfg.MaxRestarts)),
-		config.EnvPartSize:      jsii.String(strconv.Itoa(cfg.PartSizeMiB << 20)),
-		config.EnvDatabases:     jsii.String(cfg.Databases),
+		config.EnvAccountID:      jsii.String(cfg.AccountID),
+		config.EnvSecretARN:      secret.SecretArn(),
+		config.EnvR2Bucket:       jsii.String(cfg.Bucket),
+		config.EnvCompression:    jsii.String(cfg.Compression),
+		config.EnvPollInterval:   jsii.String(strconv.Itoa(cfg.PollIntervalSeconds)),
+		config.EnvExportTimeout:  jsii.String(cfg.ExportTimeout.String()),
+		config.EnvMaxRestarts:    jsii.String(strconv.Itoa(cfg.MaxRestarts)),
+		config.EnvPartSize:       jsii.String(strconv.Itoa(cfg.PartSizeMiB << 20)),
+		config.EnvDatabases:      jsii.String(cfg.Databases),
+		config.EnvVerifyMaxBytes: jsii.String(strconv.Itoa(cfg.VerifyMaxMiB << 20)),
 	}
 	for name, v := range map[string]string{
-		config.EnvPrefix:     cfg.Prefix,
-		config.EnvR2Endpoint: cfg.R2Endpoint,
-		config.EnvInclude:    cfg.Include,
-		config.EnvExclude:    cfg.Exclude,
+		config.EnvPrefix:        cfg.Prefix,
+		config.EnvR2Endpoint:    cfg.R2Endpoint,
+		config.EnvInclude:       cfg.Include,
+		config.EnvExclude:       cfg.Exclude,
+		config.EnvAgeRecipients: cfg.AgeRecipients,
+		config.EnvTimeZone:      cfg.TimeZone,
+		config.EnvKeepLast:      nonZero(cfg.KeepLast),
+		config.EnvKeepDaily:     nonZero(cfg.KeepDaily),
+		config.EnvKeepWeekly:    nonZero(cfg.KeepWeekly),
+		config.EnvKeepMonthly:   nonZero(cfg.KeepMonthly),
 	} {
 		if v != "" {
 			env[name] = jsii.String(v)
@@ -110,16 +127,21 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 			Retention:     awslogs.RetentionDays_ONE_MONTH,
 			RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 		})
+		var storage awscdk.Size
+		if s.id == "Verify" {
+			storage = awscdk.Size_Mebibytes(jsii.Number(verifyStorageMiB(cfg)))
+		}
 		fn := awslambda.NewFunction(stack, jsii.String(s.id), &awslambda.FunctionProps{
-			Description:  jsii.String(s.description),
-			Code:         awslambda.Code_FromAsset(jsii.String(filepath.Join(cfg.AssetDir, s.dir)), nil),
-			Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-			Architecture: awslambda.Architecture_ARM_64(),
-			Handler:      jsii.String("bootstrap"),
-			MemorySize:   jsii.Number(s.memoryMiB),
-			Timeout:      awscdk.Duration_Seconds(jsii.Number(s.timeoutSecs)),
-			Environment:  &env,
-			LogGroup:     logs,
+			EphemeralStorageSize: storage,
+			Description:          jsii.String(s.description),
+			Code:                 awslambda.Code_FromAsset(jsii.String(filepath.Join(cfg.AssetDir, s.dir)), nil),
+			Runtime:              awslambda.Runtime_PROVIDED_AL2023(),
+			Architecture:         awslambda.Architecture_ARM_64(),
+			Handler:              jsii.String("bootstrap"),
+			MemorySize:           jsii.Number(s.memoryMiB),
+			Timeout:              awscdk.Duration_Seconds(jsii.Number(s.timeoutSecs)),
+			Environment:          &env,
+			LogGroup:             logs,
 			// Step Functions retries failed invocations itself; an
 			// asynchronous retry by Lambda would only duplicate work.
 			RetryAttempts: jsii.Number(0),
@@ -135,10 +157,12 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 		"StartExportFunctionArn": fns["StartExport"].FunctionArn(),
 		"PollExportFunctionArn":  fns["PollExport"].FunctionArn(),
 		"StoreDumpFunctionArn":   fns["StoreDump"].FunctionArn(),
+		"VerifyFunctionArn":      fns["Verify"].FunctionArn(),
+		"PruneFunctionArn":       fns["Prune"].FunctionArn(),
 	})
 	// The definition comes from a file, so CDK cannot see which functions it
 	// calls: grant exactly those.
-	for _, id := range []string{"StartExport", "PollExport", "StoreDump"} {
+	for _, id := range []string{"StartExport", "PollExport", "StoreDump", "Verify", "Prune"} {
 		fns[id].GrantInvoke(database)
 	}
 
@@ -201,6 +225,8 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 			alarm.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
 		}
 	}
+
+	staleBackupAlarms(stack, cfg, topic)
 
 	for name, v := range map[string]*string{
 		"BackupRunStateMachineArn":      run.StateMachineArn(),
@@ -271,4 +297,44 @@ func stateMachine(stack awscdk.Stack, id, def string, substitutions map[string]*
 			IncludeExecutionData: jsii.Bool(true),
 		},
 	})
+}
+
+func nonZero(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+// staleBackupAlarms alarm when backups quietly stop: the store step emits a
+// BackupSucceeded metric per database (Embedded Metric Format), and a
+// database with none for staleAfterHours breaches, missing data included
+// (no data is exactly what silence looks like). Databases named in the
+// configuration get one alarm each; with "*" one alarm watches the total.
+func staleBackupAlarms(stack awscdk.Stack, cfg Config, topic awssns.ITopic) {
+	period := awscdk.Duration_Hours(jsii.Number(float64(cfg.StaleAfterHours)))
+	alarm := func(id, what string, dims map[string]*string) {
+		a := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
+			AlarmDescription: jsii.String(fmt.Sprintf("d1backup: no successful backup of %s for %d hours; check the executions (d1backup executions) and the schedule", what, cfg.StaleAfterHours)),
+			Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+				Namespace:     jsii.String(config.MetricNamespace),
+				MetricName:    jsii.String(config.MetricBackupSucceeded),
+				DimensionsMap: &dims,
+				Statistic:     jsii.String("Sum"),
+				Period:        period,
+			}),
+			Threshold:          jsii.Number(1),
+			EvaluationPeriods:  jsii.Number(1),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_LESS_THAN_THRESHOLD,
+			TreatMissingData:   awscloudwatch.TreatMissingData_BREACHING,
+		})
+		a.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
+	}
+	if cfg.Databases == "*" {
+		alarm("NoRecentBackupAlarm", "any database", map[string]*string{})
+		return
+	}
+	for i, db := range strings.Split(cfg.Databases, ",") {
+		alarm(fmt.Sprintf("NoRecentBackup%dAlarm", i), "database "+db, map[string]*string{config.MetricDimensionDatabase: jsii.String(db)})
+	}
 }

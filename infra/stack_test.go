@@ -174,11 +174,12 @@ func js(v any) string {
 func TestFunctions(t *testing.T) {
 	st := synth(t, nil)
 	fns := st.ofType("AWS::Lambda::Function")
-	if len(fns) != 4 {
-		t.Fatalf("%d functions, want 4", len(fns))
+	if len(fns) != 6 {
+		t.Fatalf("%d functions, want 6", len(fns))
 	}
 	want := map[string]struct{ memory, timeout float64 }{
 		"Discover": {256, 60}, "StartExport": {256, 60}, "PollExport": {256, 60}, "StoreDump": {1024, 900},
+		"Verify": {2048, 900}, "Prune": {256, 300},
 	}
 	for prefix, w := range want {
 		p := fns[st.logicalID(t, "AWS::Lambda::Function", prefix)].Properties
@@ -265,10 +266,15 @@ func TestAlarms(t *testing.T) {
 	topic := st.logicalID(t, "AWS::SNS::Topic", "Alarms")
 	type key struct{ machine, metric string }
 	got := map[key]bool{}
+	var stale []map[string]any
 	for id, a := range st.ofType("AWS::CloudWatch::Alarm") {
 		p := a.Properties
 		if js(p["AlarmActions"]) != js([]any{map[string]any{"Ref": topic}}) {
 			t.Errorf("%s: actions %v, want the topic", id, p["AlarmActions"])
+		}
+		if p["Namespace"] == config.MetricNamespace {
+			stale = append(stale, p)
+			continue
 		}
 		if p["Threshold"] != float64(1) || p["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || p["TreatMissingData"] != "notBreaching" {
 			t.Errorf("%s: fires on %v %v (missing data %v), want >= 1", id, p["ComparisonOperator"], p["Threshold"], p["TreatMissingData"])
@@ -287,6 +293,47 @@ func TestAlarms(t *testing.T) {
 	}
 	if len(st.ofType("AWS::SNS::Subscription")) != 0 {
 		t.Error("e-mail subscription without alarmEmail")
+	}
+	// With databases "*", one silence alarm watches the total.
+	if len(stale) != 1 {
+		t.Fatalf("%d no-recent-backup alarms, want 1", len(stale))
+	}
+	checkStale(t, stale[0], nil)
+}
+
+// checkStale asserts a "no successful backup for N hours" alarm: it fires
+// when the BackupSucceeded sum over the period is below 1, and treats
+// missing data (silence) as breaching.
+func checkStale(t *testing.T, p map[string]any, dims []any) {
+	t.Helper()
+	if p["MetricName"] != config.MetricBackupSucceeded || p["Statistic"] != "Sum" || p["Period"] != float64(36*3600) ||
+		p["ComparisonOperator"] != "LessThanThreshold" || p["Threshold"] != float64(1) || p["TreatMissingData"] != "breaching" {
+		t.Errorf("no-recent-backup alarm %s", js(p))
+	}
+	if js(p["Dimensions"]) != js(dims) {
+		t.Errorf("alarm dimensions %s, want %s", js(p["Dimensions"]), js(dims))
+	}
+}
+
+func TestStaleAlarmsPerDatabase(t *testing.T) {
+	st := synth(t, map[string]any{KeyDatabases: "shop,blog", KeyStaleAfter: "36"})
+	var got []string
+	for _, a := range st.ofType("AWS::CloudWatch::Alarm") {
+		p := a.Properties
+		if p["Namespace"] != config.MetricNamespace {
+			continue
+		}
+		dims := p["Dimensions"].([]any)
+		checkStale(t, p, dims)
+		d := dims[0].(map[string]any)
+		if d["Name"] != config.MetricDimensionDatabase {
+			t.Errorf("dimension %v, want %s", d["Name"], config.MetricDimensionDatabase)
+		}
+		got = append(got, d["Value"].(string))
+	}
+	slices.Sort(got)
+	if js(got) != `["blog","shop"]` {
+		t.Errorf("no-recent-backup alarms for %v, want blog and shop", got)
 	}
 }
 
@@ -367,13 +414,13 @@ func TestSecretReadOnlyByFunctions(t *testing.T) {
 		}
 	}
 	var want []string
-	for _, fn := range []string{"Discover", "StartExport", "PollExport", "StoreDump"} {
+	for _, fn := range []string{"Discover", "StartExport", "PollExport", "StoreDump", "Verify", "Prune"} {
 		want = append(want, st.roleOf(t, "AWS::Lambda::Function", fn))
 	}
 	sort.Strings(readers)
 	sort.Strings(want)
 	if !slices.Equal(readers, want) {
-		t.Errorf("roles that read the secret %v, want the four function roles %v", readers, want)
+		t.Errorf("roles that read the secret %v, want the six function roles %v", readers, want)
 	}
 }
 
@@ -400,8 +447,8 @@ func TestImportedSecret(t *testing.T) {
 				}
 			}
 		}
-		if n != 4 {
-			t.Errorf("%s: %d GetSecretValue grants, want 4", arn, n)
+		if n != 6 {
+			t.Errorf("%s: %d GetSecretValue grants, want 6", arn, n)
 		}
 		if st.Outputs["CredentialsSecretArn"].(map[string]any)["Value"] != arn {
 			t.Errorf("output %v, want %s", st.Outputs["CredentialsSecretArn"], arn)
@@ -458,13 +505,13 @@ func TestStateMachinePermissions(t *testing.T) {
 	}
 	dbRole := st.roleOf(t, "AWS::StepFunctions::StateMachine", "BackupDatabase")
 	got := invoked(dbRole)
-	for _, fn := range []string{"StartExport", "PollExport", "StoreDump"} {
+	for _, fn := range []string{"StartExport", "PollExport", "StoreDump", "Verify", "Prune"} {
 		if !slices.ContainsFunc(got, func(g string) bool { return strings.Contains(g, fnArn(fn)) }) {
 			t.Errorf("database state machine may not invoke %s", fn)
 		}
 	}
-	if len(got) != 3 || strings.Contains(strings.Join(got, " "), fnArn("Discover")) {
-		t.Errorf("database state machine invokes %v, want exactly its 3 functions", got)
+	if len(got) != 5 || strings.Contains(strings.Join(got, " "), fnArn("Discover")) {
+		t.Errorf("database state machine invokes %v, want exactly its 5 functions", got)
 	}
 
 	runRole := st.roleOf(t, "AWS::StepFunctions::StateMachine", "BackupRun")

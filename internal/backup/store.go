@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -217,27 +218,45 @@ func compressTo(w io.Writer, r io.Reader, compression string) error {
 	return compress(w, r, compression)
 }
 
+// compressBuffer is the size of compress's read buffer and of its output
+// buffer in front of w. The 32 KiB of a plain io.Copy made every compressed
+// flush a separate hand-over through the pipe to the uploader (and a separate
+// SHA-256 call on a few KiB); 256 KiB cut the store step's CPU time with gzip
+// by about a fifth (scripts/bench). Memory: 512 KiB per upload.
+const compressBuffer = 256 << 10
+
+// compress writes r to w compressed. gzip stays at the default level (6) on
+// one core: on the synthetic dump level 1 costs about a third less CPU but
+// stores 21% more bytes, and the store step is bounded by the upload anyway;
+// parallel gzip (pgzip) bought no throughput on 2 shared cores and cost 30+
+// MiB of RSS. zstd keeps its defaults (level 3, asynchronous block encoding):
+// half gzip's output at gzip's CPU.
 func compress(w io.Writer, r io.Reader, compression string) error {
+	bw := bufio.NewWriterSize(w, compressBuffer)
 	var (
 		zw  io.WriteCloser
 		err error
 	)
 	switch compression {
 	case CompressionGzip:
-		zw = gzip.NewWriter(w)
+		zw = gzip.NewWriter(bw)
 	case CompressionZstd:
-		zw, err = zstd.NewWriter(w)
+		zw, err = zstd.NewWriter(bw)
 		if err != nil {
 			return &InternalError{Err: err}
 		}
 	default:
 		return &ConfigError{Msg: "unknown compression " + compression}
 	}
-	if _, err := io.Copy(zw, r); err != nil {
+	// Hide any ReaderFrom/WriterTo so the copy uses this buffer's size.
+	if _, err := io.CopyBuffer(struct{ io.Writer }{zw}, struct{ io.Reader }{r}, make([]byte, compressBuffer)); err != nil {
 		zw.Close()
 		return err
 	}
-	return zw.Close()
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 func contentType(compression string) string {

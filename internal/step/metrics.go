@@ -6,23 +6,8 @@ import (
 	"time"
 
 	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/config"
 )
-
-// MetricNamespace is the CloudWatch namespace of the backup metrics; the
-// stack's alarms use the same names.
-const MetricNamespace = "D1Backup"
-
-// Metric names.
-const (
-	MetricBackupSucceeded = "BackupSucceeded"
-	MetricDumpBytes       = "DumpBytes"
-	MetricStoredBytes     = "StoredBytes"
-	MetricDuration        = "DurationSeconds"
-	MetricBlocked         = "BlockedSeconds"
-)
-
-// DimensionDatabase is the metric dimension naming the database.
-const DimensionDatabase = "Database"
 
 // writeMetrics writes one CloudWatch Embedded Metric Format line: Lambda
 // ships stdout to CloudWatch Logs, which turns the line into metrics with no
@@ -40,22 +25,22 @@ func writeMetrics(w io.Writer, sum backup.Summary, exp backup.Export, now time.T
 		"_aws": map[string]any{
 			"Timestamp": now.UnixMilli(),
 			"CloudWatchMetrics": []any{map[string]any{
-				"Namespace":  MetricNamespace,
-				"Dimensions": [][]string{{DimensionDatabase}},
+				"Namespace":  config.MetricNamespace,
+				"Dimensions": [][]string{{config.MetricDimensionDatabase}, {}},
 				"Metrics": []metric{
-					{MetricBackupSucceeded, "Count"}, {MetricDumpBytes, "Bytes"}, {MetricStoredBytes, "Bytes"},
-					{MetricDuration, "Seconds"}, {MetricBlocked, "Seconds"},
+					{config.MetricBackupSucceeded, "Count"}, {config.MetricDumpBytes, "Bytes"}, {config.MetricStoredBytes, "Bytes"},
+					{config.MetricDuration, "Seconds"}, {config.MetricBlocked, "Seconds"},
 				},
 			}},
 		},
-		DimensionDatabase:     sum.DatabaseName,
-		"database_id":         sum.DatabaseID,
-		"key":                 sum.Key,
-		MetricBackupSucceeded: 1,
-		MetricDumpBytes:       sum.SQLBytes,
-		MetricStoredBytes:     sum.StoredBytes,
-		MetricDuration:        now.Sub(exp.StartedAt).Seconds(),
-		MetricBlocked:         blocked,
+		config.MetricDimensionDatabase: sum.DatabaseName,
+		"database_id":                  sum.DatabaseID,
+		"key":                          sum.Key,
+		config.MetricBackupSucceeded:   1,
+		config.MetricDumpBytes:         sum.SQLBytes,
+		config.MetricStoredBytes:       sum.StoredBytes,
+		config.MetricDuration:          now.Sub(exp.StartedAt).Seconds(),
+		config.MetricBlocked:           blocked,
 	}
 	return json.NewEncoder(w).Encode(line)
 }
