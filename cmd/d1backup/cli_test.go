@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/d1backup/d1backup/internal/d1emu"
+	"github.com/d1backup/d1backup/internal/d1emu/d1emutest"
 	"github.com/d1backup/d1backup/internal/testenv"
 )
 
@@ -47,7 +47,7 @@ second');
 `
 
 type world struct {
-	emu  *d1emu.Server
+	emu  *d1emutest.Emulator
 	url  string
 	db   d1emu.Database
 	dump []byte
@@ -56,21 +56,9 @@ type world struct {
 
 func newWorld(t *testing.T, opts d1emu.Options) *world {
 	t.Helper()
-	emu, err := d1emu.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
-	db, err := emu.CreateDatabase("notes", seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dump bytes.Buffer
-	if _, err := emu.WriteDump(context.Background(), db.UUID, &dump); err != nil {
-		t.Fatal(err)
-	}
-	return &world{emu: emu, url: srv.URL + "/client/v4", db: db, dump: dump.Bytes(), dir: t.TempDir()}
+	emu := d1emutest.Start(t, opts)
+	db := emu.MustCreate(t, "notes", seed)
+	return &world{emu: emu, url: emu.BaseURL, db: db, dump: emu.MustDump(t, db.UUID), dir: t.TempDir()}
 }
 
 func (w *world) env(extra ...string) []string {
@@ -202,10 +190,7 @@ func TestBackupToR2(t *testing.T) {
 		if err := w.emu.Exec(w.db.UUID, fmt.Sprintf("INSERT INTO notes (body) VALUES ('run %d')", i)); err != nil {
 			t.Fatal(err)
 		}
-		var dump bytes.Buffer
-		if _, err := w.emu.WriteDump(context.Background(), w.db.UUID, &dump); err != nil {
-			t.Fatal(err)
-		}
+		dump := bytes.NewBuffer(w.emu.MustDump(t, w.db.UUID))
 		r := w.run(t, env, "backup", "--database", "notes", "--compression", compression, "--json")
 		if r.code != 0 {
 			t.Fatalf("%s: exit %d\nstderr: %s", compression, r.code, r.stderr)

@@ -183,7 +183,7 @@ func TestRestoreRefusals(t *testing.T) {
 			if last := lastLine(r.stderr); !strings.Contains(last, tt.wantErr) {
 				t.Errorf("last stderr line %q, want it to contain %q", last, tt.wantErr)
 			}
-			if got := writeRequests(w.emu); len(got) > 0 {
+			if got := writeRequests(w.emu.Server); len(got) > 0 {
 				t.Errorf("refused command reached D1's write path: %v", got)
 			}
 			if strings.Contains(strings.Join(tt.args, " "), "--json") {
@@ -248,7 +248,7 @@ func TestRestoreFromR2(t *testing.T) {
 	if r.code != 1 || !strings.Contains(lastLine(r.stderr), "integrity check") {
 		t.Errorf("corrupt object: exit %d, stderr %q", r.code, r.stderr)
 	}
-	if got := writeRequests(w.emu); len(got) > 0 {
+	if got := writeRequests(w.emu.Server); len(got) > 0 {
 		t.Errorf("corrupt restore reached D1's write path: %v", got)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +25,7 @@ import (
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/d1emu"
+	"github.com/d1backup/d1backup/internal/d1emu/d1emutest"
 	"github.com/d1backup/d1backup/internal/store"
 	"github.com/d1backup/d1backup/internal/store/local"
 	"github.com/d1backup/d1backup/internal/store/r2"
@@ -44,7 +44,7 @@ INSERT INTO orders VALUES (1, 1, 9.5), (2, 2, 12.25), (3, 1, 9007199254740993);
 `
 
 type env struct {
-	emu  *d1emu.Server
+	emu  *d1emutest.Emulator
 	api  *d1.Client
 	db   d1emu.Database
 	dump []byte
@@ -52,28 +52,16 @@ type env struct {
 
 func newEnv(t *testing.T, opts d1emu.Options) *env {
 	t.Helper()
-	emu, err := d1emu.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
-	db, err := emu.CreateDatabase("shop", seed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	emu := d1emutest.Start(t, opts)
+	db := emu.MustCreate(t, "shop", seed)
 	api, err := d1.New(d1.Config{
-		AccountID: emu.AccountID(), APIToken: emu.Token(), BaseURL: srv.URL + "/client/v4",
-		HTTPClient: srv.Client(), MaxRetries: -1,
+		AccountID: emu.AccountID(), APIToken: emu.Token(), BaseURL: emu.BaseURL,
+		HTTPClient: emu.HTTP.Client(), MaxRetries: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dump bytes.Buffer
-	if _, err := emu.WriteDump(context.Background(), db.UUID, &dump); err != nil {
-		t.Fatal(err)
-	}
-	return &env{emu: emu, api: api, db: db, dump: dump.Bytes()}
+	return &env{emu: emu, api: api, db: db, dump: emu.MustDump(t, db.UUID)}
 }
 
 func runner(t *testing.T, api backup.D1, st store.Store, compression string) *backup.Runner {
@@ -438,10 +426,7 @@ func TestEncryption(t *testing.T) {
 		if err := e.emu.Exec(e.db.UUID, "INSERT INTO customers (name) VALUES ('"+compression+"')"); err != nil {
 			t.Fatal(err)
 		}
-		var dump bytes.Buffer
-		if _, err := e.emu.WriteDump(context.Background(), e.db.UUID, &dump); err != nil {
-			t.Fatal(err)
-		}
+		dump := bytes.NewBuffer(e.emu.MustDump(t, e.db.UUID))
 		r, err := backup.NewRunner(e.api, st, backup.Config{
 			Compression: compression, Recipients: []string{id1.Recipient().String(), id2.Recipient().String()},
 			Sleep: func(context.Context, time.Duration) error { return nil },

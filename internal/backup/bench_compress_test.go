@@ -2,6 +2,7 @@ package backup
 
 import (
 	"bytes"
+	stdgzip "compress/gzip"
 	"context"
 	"io"
 	"strconv"
@@ -34,6 +35,60 @@ func benchDump(b *testing.B) []byte {
 		b.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// What compress stores must read back with the standard readers: gzip's
+// parallel blocks are one gzip member for compress/gzip of the standard
+// library (and for gzip -d, which scripts/bench runs on the stored object).
+func TestCompressReadsBackWithStandardReaders(t *testing.T) {
+	emu, err := d1emu.New(d1emu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	// Several gzip blocks and a short last one.
+	db, err := emu.AddSyntheticDatabase("roundtrip", 5*gzipBlockSize+12345)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dump bytes.Buffer
+	if _, err := emu.WriteDump(context.Background(), db.UUID, &dump); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		compression string
+		open        func(io.Reader) (io.Reader, error)
+	}{
+		{CompressionGzip, func(r io.Reader) (io.Reader, error) {
+			zr, err := stdgzip.NewReader(r)
+			if err == nil {
+				zr.Multistream(false) // exactly one member
+			}
+			return zr, err
+		}},
+		{CompressionZstd, func(r io.Reader) (io.Reader, error) { return zstd.NewReader(r) }},
+	} {
+		t.Run(tc.compression, func(t *testing.T) {
+			var stored bytes.Buffer
+			if err := compress(&stored, bytes.NewReader(dump.Bytes()), tc.compression); err != nil {
+				t.Fatal(err)
+			}
+			zr, err := tc.open(&stored)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, dump.Bytes()) {
+				t.Fatalf("read back %d bytes, want the %d bytes of the dump", len(got), dump.Len())
+			}
+			if stored.Len() != 0 {
+				t.Fatalf("%d bytes after the compressed stream", stored.Len())
+			}
+		})
+	}
 }
 
 // BenchmarkCompress measures compress (what the store step runs) and the

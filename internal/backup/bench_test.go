@@ -24,6 +24,9 @@ import (
 // emulator serving the dump; versitygw runs in its own process.
 //
 //	go test -run '^$' -bench Store -benchtime 1x ./internal/backup
+//
+// scripts/bench is the full measurement: each run in its own process (a
+// clean peak RSS), against curl | aws s3 cp and curl | rclone rcat.
 func BenchmarkStore(b *testing.B) {
 	size := int64(1 << 30)
 	if v := os.Getenv("D1BACKUP_BENCH_SIZE"); v != "" {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/d1emu"
+	"github.com/d1backup/d1backup/internal/d1emu/d1emutest"
 )
 
 const seed = `
@@ -24,31 +24,21 @@ multi-line'), ('bob', NULL);
 `
 
 type fixture struct {
-	emu *d1emu.Server
-	srv *httptest.Server
+	emu *d1emutest.Emulator
 	db  d1emu.Database
 }
 
 func newFixture(t *testing.T, opts d1emu.Options) *fixture {
 	t.Helper()
-	emu, err := d1emu.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
-	db, err := emu.CreateDatabase("app", seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{emu: emu, srv: srv, db: db}
+	emu := d1emutest.Start(t, opts)
+	return &fixture{emu: emu, db: emu.MustCreate(t, "app", seed)}
 }
 
 func (f *fixture) client(t *testing.T, mod func(*d1.Config)) *d1.Client {
 	t.Helper()
 	cfg := d1.Config{
 		AccountID: f.emu.AccountID(), APIToken: f.emu.Token(),
-		BaseURL: f.srv.URL + "/client/v4", HTTPClient: f.srv.Client(),
+		BaseURL: f.emu.BaseURL, HTTPClient: f.emu.HTTP.Client(),
 		MaxRetries: 1, MaxRetryAfter: 2 * time.Second,
 	}
 	if mod != nil {
@@ -125,10 +115,7 @@ func TestDownload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want bytes.Buffer
-	if _, err := f.emu.WriteDump(ctx, f.db.UUID, &want); err != nil {
-		t.Fatal(err)
-	}
+	want := bytes.NewBuffer(f.emu.MustDump(t, f.db.UUID))
 	dl, err := c.Download(ctx, st.SignedURL)
 	if err != nil {
 		t.Fatal(err)

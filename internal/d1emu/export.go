@@ -382,13 +382,18 @@ func (s *Server) sign(path, date, expires string) string {
 
 // signedURL points back at the host the client called.
 func (s *Server) signedURL(r *http.Request, f *dumpFile) string {
+	return s.presign(r, "/__emu/dumps/"+f.id, f.expires)
+}
+
+// presign makes an S3-style presigned URL for path on the host the client
+// called, valid until expires.
+func (s *Server) presign(r *http.Request, path string, expires time.Time) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	path := "/__emu/dumps/" + f.id
 	ttl := int64(s.opts.URLTTL / time.Second)
-	date := f.expires.Add(-time.Duration(ttl) * time.Second).UTC().Format(amzDate)
+	date := expires.Add(-time.Duration(ttl) * time.Second).UTC().Format(amzDate)
 	exp := strconv.FormatInt(ttl, 10)
 	q := url.Values{}
 	q.Set("X-Amz-Algorithm", "AWS4-HMAC-SHA256")

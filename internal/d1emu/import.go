@@ -32,7 +32,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -535,51 +534,34 @@ func execStatements(ctx context.Context, r io.Reader, exec func(string) error) (
 	}
 }
 
-// onlyComments reports whether s holds nothing but SQL comments.
-func onlyComments(s string) bool {
-	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+// skipComments returns s without its leading whitespace and SQL comments
+// ("" if that is all it holds).
+func skipComments(s string) string {
+	for s = strings.TrimSpace(s); ; s = strings.TrimSpace(s) {
+		var end string
 		switch {
 		case strings.HasPrefix(s, "--"):
-			i := strings.IndexByte(s, '\n')
-			if i < 0 {
-				return true
-			}
-			s = s[i+1:]
+			end = "\n"
 		case strings.HasPrefix(s, "/*"):
-			i := strings.Index(s, "*/")
-			if i < 0 {
-				return true
-			}
-			s = s[i+2:]
+			end = "*/"
 		default:
-			return false
+			return s
 		}
+		i := strings.Index(s, end)
+		if i < 0 {
+			return ""
+		}
+		s = s[i+len(end):]
 	}
-	return true
 }
+
+// onlyComments reports whether s holds nothing but SQL comments.
+func onlyComments(s string) bool { return skipComments(s) == "" }
 
 // isTransactionControl reports whether stmt opens, ends or marks a
 // transaction, which D1 refuses in imports.
 func isTransactionControl(stmt string) bool {
-	for onlyCommentPrefix := true; onlyCommentPrefix; {
-		stmt = strings.TrimSpace(stmt)
-		switch {
-		case strings.HasPrefix(stmt, "--"):
-			i := strings.IndexByte(stmt, '\n')
-			if i < 0 {
-				return false
-			}
-			stmt = stmt[i+1:]
-		case strings.HasPrefix(stmt, "/*"):
-			i := strings.Index(stmt, "*/")
-			if i < 0 {
-				return false
-			}
-			stmt = stmt[i+2:]
-		default:
-			onlyCommentPrefix = false
-		}
-	}
+	stmt = skipComments(stmt)
 	end := strings.IndexFunc(stmt, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
 	})
@@ -595,21 +577,7 @@ func isTransactionControl(stmt string) bool {
 
 // uploadURL is a signed PUT URL for u, pointing back at the host the client called.
 func (s *Server) uploadURL(r *http.Request, u *uploadFile) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	path := "/__emu/uploads/" + u.id
-	ttl := int64(s.opts.URLTTL / time.Second)
-	date := u.expires.Add(-time.Duration(ttl) * time.Second).UTC().Format(amzDate)
-	exp := strconv.FormatInt(ttl, 10)
-	q := url.Values{}
-	q.Set("X-Amz-Algorithm", "AWS4-HMAC-SHA256")
-	q.Set("X-Amz-Date", date)
-	q.Set("X-Amz-Expires", exp)
-	q.Set("X-Amz-SignedHeaders", "host")
-	q.Set("X-Amz-Signature", s.sign(path, date, exp))
-	return scheme + "://" + r.Host + path + "?" + q.Encode()
+	return s.presign(r, "/__emu/uploads/"+u.id, u.expires)
 }
 
 func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +21,7 @@ import (
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/d1emu"
+	"github.com/d1backup/d1backup/internal/d1emu/d1emutest"
 	"github.com/d1backup/d1backup/internal/restore"
 	"github.com/d1backup/d1backup/internal/store"
 	"github.com/d1backup/d1backup/internal/store/local"
@@ -37,13 +37,8 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	emu, err := d1emu.New(d1emu.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu)
-	t.Cleanup(func() { srv.Close(); emu.Close() })
-	api, err := d1.New(d1.Config{AccountID: emu.AccountID(), APIToken: emu.Token(), BaseURL: srv.URL + "/client/v4", HTTPClient: srv.Client(), MaxRetries: 1})
+	emu := d1emutest.Start(t, d1emu.Options{})
+	api, err := d1.New(d1.Config{AccountID: emu.AccountID(), APIToken: emu.Token(), BaseURL: emu.BaseURL, HTTPClient: emu.HTTP.Client(), MaxRetries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,11 +47,7 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := emu.CreateDatabase("shop", d1emu.SampleSQL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &world{emu: emu, api: api, store: st, dir: dir, src: src}
+	return &world{emu: emu.Server, api: api, store: st, dir: dir, src: emu.MustCreate(t, "shop", d1emu.SampleSQL)}
 }
 
 func (w *world) backup(t *testing.T, compression string, recipients ...string) backup.Summary {

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/d1backup/d1backup/internal/d1emu"
+	"github.com/d1backup/d1backup/internal/d1emu/d1emutest"
 	"github.com/d1backup/d1backup/internal/testenv"
 )
 
@@ -118,20 +118,9 @@ func TestWorkflow(t *testing.T) {
 		{name: "verification catches a broken foreign key", seed: brokenFK, status: "FAILED", wantError: "VerificationError", wantCause: "foreign_key_check"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			emu, err := d1emu.New(d1emu.Options{ExportPolls: 2})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(emu)
-			defer func() { srv.Close(); emu.Close() }()
-			db, err := emu.CreateDatabase("inventory", cmp.Or(tt.seed, seed))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var dump bytes.Buffer
-			if _, err := emu.WriteDump(context.Background(), db.UUID, &dump); err != nil {
-				t.Fatal(err)
-			}
+			emu := d1emutest.Start(t, d1emu.Options{ExportPolls: 2})
+			db := emu.MustCreate(t, "inventory", cmp.Or(tt.seed, seed))
+			dump := bytes.NewBuffer(emu.MustDump(t, db.UUID))
 			for _, f := range tt.faults {
 				emu.InjectFault(f)
 			}
@@ -144,7 +133,7 @@ func TestWorkflow(t *testing.T) {
 			cmd.Env = append(os.Environ(), s.Env(bucket)...)
 			cmd.Env = append(cmd.Env,
 				"CLOUDFLARE_ACCOUNT_ID="+emu.AccountID(), "CLOUDFLARE_API_TOKEN="+emu.Token(),
-				"CLOUDFLARE_API_BASE_URL="+srv.URL+"/client/v4", "D1BACKUP_SECRET_ARN=",
+				"CLOUDFLARE_API_BASE_URL="+emu.BaseURL, "D1BACKUP_SECRET_ARN=",
 				"D1BACKUP_KEEP_LAST=1")
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
