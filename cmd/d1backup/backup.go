@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -48,11 +47,13 @@ func cmdBackup(ctx context.Context, args []string, e env) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
-	api, err := cfg.D1Client(http.DefaultClient)
+	hc := cfg.HTTPClient()
+	api, err := cfg.D1Client(hc)
 	if err != nil {
 		return err
 	}
-	st, err := cfg.OpenDest(*dest, http.DefaultClient)
+	cfg.BoundMemory(e.getenv)
+	st, err := cfg.OpenDest(*dest, hc)
 	if err != nil {
 		return err
 	}

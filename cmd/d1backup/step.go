@@ -35,7 +35,7 @@ func cmdStep(ctx context.Context, args []string, e env, stdin io.Reader) error {
 		h = load(false)
 		handler = lambda.NewHandler(h.PollExport)
 	case "store-dump":
-		h = load(true)
+		h = step.Load(ctx, step.Options{Store: true, BoundMemory: true, Version: version(), Log: e.stderr})
 		handler = lambda.NewHandler(h.StoreDump)
 	case "verify":
 		h = load(true)

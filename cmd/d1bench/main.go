@@ -18,7 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
+
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -74,14 +74,16 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	api, err := cfg.D1Client(http.DefaultClient)
+	hc := cfg.HTTPClient()
+	cfg.BoundMemory(os.Getenv)
+	api, err := cfg.D1Client(hc)
 	if err != nil {
 		return err
 	}
 	if *prefix == "" {
 		*prefix = cfg.Prefix
 	}
-	st, err := cfg.R2Store(cfg.R2Bucket, *prefix, http.DefaultClient)
+	st, err := cfg.R2Store(cfg.R2Bucket, *prefix, hc)
 	if err != nil {
 		return err
 	}

@@ -13,5 +13,5 @@ import (
 var version = "dev"
 
 func main() {
-	lambda.Start(step.Load(context.Background(), step.Options{Store: true, Version: version}).StoreDump)
+	lambda.Start(step.Load(context.Background(), step.Options{Store: true, BoundMemory: true, Version: version}).StoreDump)
 }

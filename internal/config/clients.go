@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 
 	"github.com/d1backup/d1backup/internal/d1"
@@ -54,4 +55,24 @@ func (c Config) OpenDest(dest string, hc *http.Client) (store.Store, error) {
 		return c.R2Store(u.Host, strings.TrimPrefix(u.Path, "/"), hc)
 	}
 	return local.New(dest)
+}
+
+// HTTPClient is the client for R2 uploads: it keeps enough idle connections
+// for every part in flight (http.DefaultClient keeps 2 per host, so parts
+// beyond that paid a new TLS handshake each).
+func (c Config) HTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = c.Concurrency + 2
+	return &http.Client{Transport: t}
+}
+
+// BoundMemory sets the Go runtime's soft memory limit for the store step,
+// unless GOMEMLIMIT is set: the uploader holds concurrency + 2 parts, and
+// without a limit garbage from a long upload lets RSS grow with the dump
+// size (scripts/bench: 134 MiB and growing vs 116 MiB flat at 16 MiB × 4).
+func (c Config) BoundMemory(getenv func(string) string) {
+	if getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(int64(c.Concurrency+2)*c.PartSize + 16<<20)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -39,6 +38,9 @@ type Options struct {
 	Version string
 	// Log receives JSON log lines; os.Stdout (CloudWatch Logs) if nil.
 	Log io.Writer
+	// BoundMemory sets the runtime's memory limit for streaming uploads
+	// (the store step; see config.BoundMemory).
+	BoundMemory bool
 }
 
 func load(ctx context.Context, opts Options) (*Handlers, error) {
@@ -60,9 +62,12 @@ func load(ctx context.Context, opts Options) (*Handlers, error) {
 		return nil, err
 	}
 	logTo := cmp.Or[io.Writer](opts.Log, os.Stdout)
+	if opts.BoundMemory {
+		cfg.BoundMemory(os.Getenv)
+	}
 	d := Deps{
 		Config:     cfg,
-		HTTPClient: http.DefaultClient,
+		HTTPClient: cfg.HTTPClient(),
 		Metrics:    logTo,
 		Backup: backup.Config{
 			ToolVersion: opts.Version,
