@@ -21,14 +21,14 @@ import (
 const usage = `d1backup backs up Cloudflare D1 databases into Cloudflare R2 or a local folder.
 
 Usage:
-  d1backup backup  --database <uuid|name> [--dest <dir>|r2://<bucket>/<prefix>] [--compression gzip|zstd|none]
-  d1backup list    [--dest ...] [--database <uuid|name>]
-  d1backup verify      <key|r2://<bucket>/<key>|path> [--dest ...] [--json]
+  d1backup backup      --database <uuid|name> [--dest <dir>|r2://<bucket>/<prefix>] [--compression gzip|zstd|none]
+  d1backup list        [--dest ...] [--database <uuid|name>]
+  d1backup verify      <key|r2://<bucket>/<key>|path> [--dest ...] [--identity <file>] [--json]
   d1backup restore     --from <key|r2://<bucket>/<key>|path> (--create <name> | --database <uuid|name> [--force] | --to-sqlite <file>)
   d1backup prune       [--dest ...] [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]
-  d1backup run         [--state-machine <arn>] [--wait]     start the deployed scheduled run now
-  d1backup executions  [--state-machine <arn>] [--limit N]  recent runs, with failures and causes
-  d1backup redrive     <execution-arn>                      rerun a failed execution from where it failed
+  d1backup run         [--state-machine <arn>] [--wait]      start the deployed scheduled run now
+  d1backup executions  [--state-machine <arn>] [--limit N]   recent runs, with failures and causes
+  d1backup redrive     <execution-arn>                       rerun a failed execution from where it failed
   d1backup version
 
 Configuration comes from the environment (flags override):
