@@ -404,6 +404,24 @@ func (s *Server) presign(r *http.Request, path string, expires time.Time) string
 	return scheme + "://" + r.Host + path + "?" + q.Encode()
 }
 
+// checkPresigned answers 403 as S3 would, and reports false, unless r
+// carries a valid, unexpired signature made by presign.
+func (s *Server) checkPresigned(c *call, r *http.Request) bool {
+	q := r.URL.Query()
+	date, exp, sig := q.Get("X-Amz-Date"), q.Get("X-Amz-Expires"), q.Get("X-Amz-Signature")
+	if !hmac.Equal([]byte(sig), []byte(s.sign(r.URL.Path, date, exp))) {
+		s.writeXMLError(c, http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
+		return false
+	}
+	t, err1 := time.Parse(amzDate, date)
+	secs, err2 := strconv.ParseInt(exp, 10, 64)
+	if err1 != nil || err2 != nil || !s.now().Before(t.Add(time.Duration(secs)*time.Second)) {
+		s.writeXMLError(c, http.StatusForbidden, "AccessDenied", "Request has expired")
+		return false
+	}
+	return true
+}
+
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s.mu.Lock()
@@ -418,16 +436,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 	if c.fault = s.takeFault(c.endpoint, c.dbID); c.fault != nil && s.transportFault(c, true) {
 		return
 	}
-	q := r.URL.Query()
-	date, exp, sig := q.Get("X-Amz-Date"), q.Get("X-Amz-Expires"), q.Get("X-Amz-Signature")
-	if !hmac.Equal([]byte(sig), []byte(s.sign(r.URL.Path, date, exp))) {
-		s.writeXMLError(c, http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
-		return
-	}
-	t, err1 := time.Parse(amzDate, date)
-	secs, err2 := strconv.ParseInt(exp, 10, 64)
-	if err1 != nil || err2 != nil || !s.now().Before(t.Add(time.Duration(secs)*time.Second)) {
-		s.writeXMLError(c, http.StatusForbidden, "AccessDenied", "Request has expired")
+	if !s.checkPresigned(c, r) {
 		return
 	}
 	if f == nil {

@@ -24,7 +24,6 @@ package d1emu
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -34,7 +33,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -595,16 +593,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	if c.fault = s.takeFault(c.endpoint, c.dbID); c.fault != nil && s.transportFault(c, true) {
 		return
 	}
-	q := r.URL.Query()
-	date, exp, sig := q.Get("X-Amz-Date"), q.Get("X-Amz-Expires"), q.Get("X-Amz-Signature")
-	if !hmac.Equal([]byte(sig), []byte(s.sign(r.URL.Path, date, exp))) {
-		s.writeXMLError(c, http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
-		return
-	}
-	t, err1 := time.Parse(amzDate, date)
-	secs, err2 := strconv.ParseInt(exp, 10, 64)
-	if err1 != nil || err2 != nil || !s.now().Before(t.Add(time.Duration(secs)*time.Second)) {
-		s.writeXMLError(c, http.StatusForbidden, "AccessDenied", "Request has expired")
+	if !s.checkPresigned(c, r) {
 		return
 	}
 	switch {
