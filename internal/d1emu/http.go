@@ -32,19 +32,28 @@ func (s *Server) routes() {
 type recorder struct {
 	http.ResponseWriter
 	status int
+	// onStatus runs once, when the status is known and before any byte of
+	// the response leaves, so the request log is complete by the time a
+	// client has its answer.
+	onStatus func()
+}
+
+func (r *recorder) setStatus(code int) {
+	if r.status == 0 {
+		r.status = code
+		if r.onStatus != nil {
+			r.onStatus()
+		}
+	}
 }
 
 func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
+	r.setStatus(code)
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
+	r.setStatus(http.StatusOK)
 	return r.ResponseWriter.Write(p)
 }
 
@@ -61,15 +70,22 @@ type call struct {
 	dbID     string
 	body     []byte
 	fault    *Fault // the injected fault that hit this request, if any
+	recorded bool
 }
 
 func (s *Server) newCall(w http.ResponseWriter, r *http.Request, endpoint, dbID string) *call {
-	return &call{w: &recorder{ResponseWriter: w}, r: r, endpoint: endpoint, dbID: dbID}
+	c := &call{r: r, endpoint: endpoint, dbID: dbID}
+	c.w = &recorder{ResponseWriter: w, onStatus: func() { s.finish(c) }}
+	return c
 }
 
-// finish logs and records the request; deferred so it also runs when a
-// handler aborts the connection.
+// finish logs the request once: when its status is set, when its
+// connection is dropped, or (deferred) when the handler wrote nothing.
 func (s *Server) finish(c *call) {
+	if c.recorded {
+		return
+	}
+	c.recorded = true
 	_, hasAuth := c.r.Header["Authorization"]
 	s.record(Request{
 		Method: c.r.Method, Path: c.r.URL.Path, Endpoint: c.endpoint,
@@ -140,6 +156,7 @@ func (s *Server) transportFault(c *call, xml bool) bool {
 // reset drops the connection without a response.
 func (s *Server) reset(c *call) {
 	conn, _, err := http.NewResponseController(c.w).Hijack()
+	s.finish(c) // before the client can notice the reset
 	if err != nil {
 		panic(http.ErrAbortHandler) // HTTP/2: reset the stream
 	}
