@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,7 +25,11 @@ import (
 // the workflow reports with its cause instead of an opaque init failure.
 func Load(ctx context.Context, opts Options) *Handlers {
 	h, err := load(ctx, opts)
-	if err != nil {
+	var ce *backup.ConfigError
+	switch {
+	case errors.As(err, &ce):
+		return &Handlers{initErr: ce}
+	case err != nil:
 		return &Handlers{initErr: &backup.ConfigError{Msg: err.Error()}}
 	}
 	return h

@@ -53,7 +53,7 @@ func New(d Deps) (*Handlers, error) {
 	}
 	sealer, err := seal.New(d.Config.APIToken, d.Config.R2SecretAccessKey)
 	if err != nil {
-		return nil, &backup.ConfigError{Msg: err.Error()}
+		return nil, &backup.ConfigError{Msg: "derive the key that seals dump URLs: " + config.EnvAPIToken + " (and " + config.EnvR2Secret + ") are too short to be real credentials"}
 	}
 	bc := d.Backup
 	bc.Compression = d.Config.Compression
