@@ -19,33 +19,13 @@ func cmdStep(ctx context.Context, args []string, e env, stdin io.Reader) error {
 	if len(args) != 1 || args[0] == "--help" || args[0] == "-h" {
 		return usageError{"usage: d1backup step discover|start-export|poll-export|store-dump|verify|prune < input.json"}
 	}
-	var h *step.Handlers
-	load := func(withStore bool) *step.Handlers {
-		return step.Load(ctx, step.Options{Store: withStore, Version: version(), Log: e.stderr})
-	}
-	var handler lambda.Handler
-	switch args[0] {
-	case "discover":
-		h = load(false)
-		handler = lambda.NewHandler(h.Discover)
-	case "start-export":
-		h = load(false)
-		handler = lambda.NewHandler(h.StartExport)
-	case "poll-export":
-		h = load(false)
-		handler = lambda.NewHandler(h.PollExport)
-	case "store-dump":
-		h = step.Load(ctx, step.Options{Store: true, BoundMemory: true, Version: version(), Log: e.stderr})
-		handler = lambda.NewHandler(h.StoreDump)
-	case "verify":
-		h = load(true)
-		handler = lambda.NewHandler(h.Verify)
-	case "prune":
-		h = load(true)
-		handler = lambda.NewHandler(h.Prune)
-	default:
+	def, ok := steps[args[0]]
+	if !ok {
 		return usageError{fmt.Sprintf("unknown step %q", args[0])}
 	}
+	opts := def.opts
+	opts.Version, opts.Log = version(), e.stderr
+	handler := lambda.NewHandler(def.handler(step.Load(ctx, opts)))
 	in, err := io.ReadAll(stdin)
 	if err != nil {
 		return err
@@ -63,3 +43,17 @@ func cmdStep(ctx context.Context, args []string, e env, stdin io.Reader) error {
 // errStepFailed makes run exit 1 without a second report: the step's error
 // is already on stdout.
 var errStepFailed = fmt.Errorf("step failed")
+
+// steps are the workflow's Lambda steps, loaded as their functions/<name>
+// composition roots load them.
+var steps = map[string]struct {
+	opts    step.Options
+	handler func(*step.Handlers) any
+}{
+	"discover":     {step.Options{}, func(h *step.Handlers) any { return h.Discover }},
+	"start-export": {step.Options{}, func(h *step.Handlers) any { return h.StartExport }},
+	"poll-export":  {step.Options{}, func(h *step.Handlers) any { return h.PollExport }},
+	"store-dump":   {step.Options{Store: true, BoundMemory: true}, func(h *step.Handlers) any { return h.StoreDump }},
+	"verify":       {step.Options{Store: true}, func(h *step.Handlers) any { return h.Verify }},
+	"prune":        {step.Options{Store: true}, func(h *step.Handlers) any { return h.Prune }},
+}

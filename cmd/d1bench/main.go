@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -22,13 +21,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/testenv"
 )
 
 // result is the JSON line d1bench prints.
@@ -126,25 +124,6 @@ func run(ctx context.Context, args []string) error {
 		Compression: cfg.Compression, PartSize: cfg.PartSize, Concurrency: cfg.Concurrency,
 		SQLBytes: sum.SQLBytes, StoredBytes: sum.StoredBytes, SQLSHA256: sum.SQLSHA256,
 		Seconds: secs, MBPerSecond: float64(sum.SQLBytes) / 1e6 / secs,
-		PeakRSSMiB: float64(peakRSS()) / (1 << 20), Key: sum.Key,
+		PeakRSSMiB: float64(testenv.PeakRSS()) / (1 << 20), Key: sum.Key,
 	})
-}
-
-// peakRSS is VmHWM from /proc/self/status in bytes, or -1 off Linux.
-func peakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return -1
 }

@@ -1,12 +1,10 @@
 package backup_test
 
 import (
-	"bufio"
 	"context"
 	"net/http/httptest"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -75,7 +73,7 @@ func BenchmarkStore(b *testing.B) {
 				if err != nil || exp.Status != backup.StatusComplete {
 					b.Fatalf("start: %v (status %q)", err, exp.Status)
 				}
-				resetPeakRSS()
+				testenv.ResetPeakRSS()
 				b.StartTimer()
 				sum, err := r.Store(context.Background(), exp)
 				b.StopTimer()
@@ -85,33 +83,10 @@ func BenchmarkStore(b *testing.B) {
 				if sum.SQLBytes != size {
 					b.Fatalf("stored %d SQL bytes, want %d", sum.SQLBytes, size)
 				}
-				peak = max(peak, peakRSS())
+				peak = max(peak, testenv.PeakRSS())
 			}
 			b.ReportMetric(float64(peak)/(1<<20), "peak-rss-MiB")
 			b.ReportMetric(float64(partSize*concurrency)/(1<<20), "buffer-bound-MiB")
 		})
 	}
-}
-
-// resetPeakRSS resets the kernel's high-water mark of this process's RSS
-// (Linux: writing 5 to clear_refs), so each run measures its own peak.
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
-
-// peakRSS reads VmHWM from /proc/self/status, in bytes (-1 if unknown).
-func peakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return -1
 }
