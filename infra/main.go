@@ -9,6 +9,9 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/step"
 )
 
 func main() {
@@ -26,9 +29,9 @@ func run() error {
 		return fmt.Errorf("invalid CDK context (cdk.json or -c key=value):\n%w", err)
 	}
 	// Code_FromAsset fails with a cryptic jsii error on a missing directory.
-	for _, dir := range FunctionDirs() {
-		if _, err := os.Stat(filepath.Join(cfg.AssetDir, dir, "bootstrap")); err != nil {
-			return fmt.Errorf("lambda %s not built (%v): run scripts/build-lambdas, or set context %q", dir, err, KeyAssetDir)
+	for _, s := range step.Registry {
+		if _, err := os.Stat(filepath.Join(cfg.AssetDir, s.Dir(), "bootstrap")); err != nil {
+			return fmt.Errorf("lambda %s not built (%v): run scripts/build-lambdas, or set context \"assetDir\"", s.Dir(), err)
 		}
 	}
 	NewBackupStack(app, "D1Backup", &BackupStackProps{
@@ -43,6 +46,6 @@ func run() error {
 
 // configFromContext parses the app's context: cdk.json's "context" merged
 // with -c key=value by the CDK CLI, passed to the app in CDK_CONTEXT_JSON.
-func configFromContext(app awscdk.App) (Config, error) {
+func configFromContext(app awscdk.App) (config.Config, error) {
 	return ParseConfig(func(key string) any { return app.Node().TryGetContext(jsii.String(key)) })
 }

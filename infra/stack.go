@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
@@ -24,60 +23,14 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/step"
 	"github.com/d1backup/d1backup/statemachine"
 )
 
 // BackupStackProps configures NewBackupStack.
 type BackupStackProps struct {
 	awscdk.StackProps
-	Config Config
-}
-
-// step describes one Lambda function: a directory under functions/ built
-// into <assetDir>/<dir>/bootstrap by scripts/build-lambdas.
-type step struct {
-	id, dir     string
-	description string
-	memoryMiB   float64
-	timeoutSecs float64
-}
-
-// steps lists the functions. Memory is sized per step: the API steps only
-// exchange small JSON documents, the store step holds upload parts in memory
-// (see storeMemory). The timeouts match the Task TimeoutSeconds in the ASL.
-func steps(cfg Config) []step {
-	return []step{
-		{"Discover", "discover", "d1backup: list the D1 databases to back up", 256, 60},
-		{"StartExport", "start-export", "d1backup: start a D1 export", 256, 60},
-		{"PollExport", "poll-export", "d1backup: poll a D1 export", 256, 60},
-		{"StoreDump", "store-dump", "d1backup: stream a D1 dump into R2 and write its manifest", storeMemory(cfg.PartSizeMiB), 900},
-		{"Verify", "verify", "d1backup: prove a stored backup restores into SQLite and record the result", 2048, 900},
-		{"Prune", "prune", "d1backup: apply the retention policy to a database's backups", 256, 300},
-	}
-}
-
-// verifyStorageMiB is the verify function's /tmp: the SQL and the scratch
-// database built from it, with room to spare.
-func verifyStorageMiB(cfg Config) float64 {
-	return float64(min(max(512, 3*cfg.VerifyMaxMiB+512), 10240))
-}
-
-// storeMemory leaves room for the parts in flight (the store step uploads 4
-// parts at once and fills a fifth) plus the runtime; 1024 MB covers the
-// default 16 MiB parts with ample headroom, and more memory also means more
-// CPU for compression.
-func storeMemory(partSizeMiB int) float64 {
-	return float64(min(max(1024, partSizeMiB*5+256), 10240))
-}
-
-// FunctionDirs are the functions the stack deploys (directory names under
-// functions/ and under the asset directory).
-func FunctionDirs() []string {
-	var dirs []string
-	for _, s := range steps(Config{}) {
-		dirs = append(dirs, s.dir)
-	}
-	return dirs
+	Config config.Config
 }
 
 // NewBackupStack defines the whole deployment: the Lambda functions, the
@@ -89,57 +42,33 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 
 	secret := credentialsSecret(stack, cfg)
 
-	// Every function gets the same environment: the functions share one
-	// config loader, and none of these values is secret (the credentials
-	// stay in the secret, named here only by ARN).
-	env := map[string]*string{
-		config.EnvAccountID:      jsii.String(cfg.AccountID),
-		config.EnvSecretARN:      secret.SecretArn(),
-		config.EnvR2Bucket:       jsii.String(cfg.Bucket),
-		config.EnvCompression:    jsii.String(cfg.Compression),
-		config.EnvPollInterval:   jsii.String(strconv.Itoa(cfg.PollIntervalSeconds)),
-		config.EnvExportTimeout:  jsii.String(cfg.ExportTimeout.String()),
-		config.EnvMaxRestarts:    jsii.String(strconv.Itoa(cfg.MaxRestarts)),
-		config.EnvPartSize:       jsii.String(strconv.Itoa(cfg.PartSizeMiB << 20)),
-		config.EnvDatabases:      jsii.String(cfg.Databases),
-		config.EnvVerifyMaxBytes: jsii.String(strconv.Itoa(cfg.VerifyMaxMiB << 20)),
-	}
-	for name, v := range map[string]string{
-		config.EnvPrefix:        cfg.Prefix,
-		config.EnvR2Endpoint:    cfg.R2Endpoint,
-		config.EnvInclude:       cfg.Include,
-		config.EnvExclude:       cfg.Exclude,
-		config.EnvAgeRecipients: cfg.AgeRecipients,
-		config.EnvTimeZone:      cfg.TimeZone,
-		config.EnvKeepLast:      nonZero(cfg.KeepLast),
-		config.EnvKeepDaily:     nonZero(cfg.KeepDaily),
-		config.EnvKeepWeekly:    nonZero(cfg.KeepWeekly),
-		config.EnvKeepMonthly:   nonZero(cfg.KeepMonthly),
-	} {
-		if v != "" {
-			env[name] = jsii.String(v)
-		}
+	// Every function gets the same environment, derived from the settings
+	// table: the functions share one config loader, and none of these values
+	// is secret (the credentials stay in the secret, named here only by ARN).
+	env := map[string]*string{config.EnvSecretARN: secret.SecretArn()}
+	for k, v := range config.LambdaEnv(cfg) {
+		env[k] = jsii.String(v)
 	}
 
 	fns := map[string]awslambda.Function{}
-	for _, s := range steps(cfg) {
-		logs := awslogs.NewLogGroup(stack, jsii.String(s.id+"Logs"), &awslogs.LogGroupProps{
+	for _, s := range step.Registry {
+		logs := awslogs.NewLogGroup(stack, jsii.String(s.State+"Logs"), &awslogs.LogGroupProps{
 			Retention:     awslogs.RetentionDays_ONE_MONTH,
 			RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 		})
 		var storage awscdk.Size
-		if s.id == "Verify" {
-			storage = awscdk.Size_Mebibytes(jsii.Number(verifyStorageMiB(cfg)))
+		if s.TmpMiB != nil {
+			storage = awscdk.Size_Mebibytes(jsii.Number(float64(s.TmpMiB(cfg))))
 		}
-		fn := awslambda.NewFunction(stack, jsii.String(s.id), &awslambda.FunctionProps{
+		fn := awslambda.NewFunction(stack, jsii.String(s.State), &awslambda.FunctionProps{
 			EphemeralStorageSize: storage,
-			Description:          jsii.String(s.description),
-			Code:                 awslambda.Code_FromAsset(jsii.String(filepath.Join(cfg.AssetDir, s.dir)), nil),
+			Description:          jsii.String(s.Description),
+			Code:                 awslambda.Code_FromAsset(jsii.String(filepath.Join(cfg.AssetDir, s.Dir())), nil),
 			Runtime:              awslambda.Runtime_PROVIDED_AL2023(),
 			Architecture:         awslambda.Architecture_ARM_64(),
 			Handler:              jsii.String("bootstrap"),
-			MemorySize:           jsii.Number(s.memoryMiB),
-			Timeout:              awscdk.Duration_Seconds(jsii.Number(s.timeoutSecs)),
+			MemorySize:           jsii.Number(float64(s.MemoryMiB(cfg))),
+			Timeout:              awscdk.Duration_Seconds(jsii.Number(s.Timeout.Seconds())),
 			Environment:          &env,
 			LogGroup:             logs,
 			// Step Functions retries failed invocations itself; an
@@ -150,28 +79,24 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 		// (store), so each reads the credentials: granted one by one
 		// because a new function should not get them by default.
 		secret.GrantRead(fn, nil)
-		fns[s.id] = fn
+		fns[s.State] = fn
 	}
 
-	database := stateMachine(stack, "BackupDatabase", statemachine.BackupDatabase, map[string]*string{
-		"StartExportFunctionArn": fns["StartExport"].FunctionArn(),
-		"PollExportFunctionArn":  fns["PollExport"].FunctionArn(),
-		"StoreDumpFunctionArn":   fns["StoreDump"].FunctionArn(),
-		"VerifyFunctionArn":      fns["Verify"].FunctionArn(),
-		"PruneFunctionArn":       fns["Prune"].FunctionArn(),
-	})
-	// The definition comes from a file, so CDK cannot see which functions it
-	// calls: grant exactly those.
-	for _, id := range []string{"StartExport", "PollExport", "StoreDump", "Verify", "Prune"} {
-		fns[id].GrantInvoke(database)
+	// The definitions come from files, so CDK cannot see which functions
+	// they call: the registry says, and each machine may invoke exactly those.
+	substitutions := map[string]map[string]*string{step.MachineDatabase: {}, step.MachineRun: {}}
+	for _, s := range step.Registry {
+		substitutions[s.Machine][s.FunctionArnPlaceholder()] = fns[s.State].FunctionArn()
 	}
-
-	run := stateMachine(stack, "BackupRun", statemachine.BackupRun, map[string]*string{
-		"DiscoverFunctionArn":           fns["Discover"].FunctionArn(),
-		"BackupDatabaseStateMachineArn": database.StateMachineArn(),
-		"MaxConcurrency":                jsii.String(strconv.Itoa(cfg.Concurrency)),
-	})
-	fns["Discover"].GrantInvoke(run)
+	database := stateMachine(stack, step.MachineDatabase, statemachine.BackupDatabase, substitutions[step.MachineDatabase])
+	runSubst := substitutions[step.MachineRun]
+	runSubst["BackupDatabaseStateMachineArn"] = database.StateMachineArn()
+	runSubst["MaxConcurrency"] = jsii.String(strconv.Itoa(cfg.Concurrency))
+	run := stateMachine(stack, step.MachineRun, statemachine.BackupRun, runSubst)
+	machines := map[string]awsstepfunctions.StateMachine{step.MachineDatabase: database, step.MachineRun: run}
+	for _, s := range step.Registry {
+		fns[s.State].GrantInvoke(machines[s.Machine])
+	}
 	// startExecution.sync:2 starts the child, follows it through its
 	// executions (and stops it when the run is stopped) and learns of its
 	// end through a rule Step Functions manages in the account.
@@ -245,7 +170,7 @@ var completeSecretARN = regexp.MustCompile(`-[A-Za-z0-9]{6}$`)
 
 // credentialsSecret imports the configured secret or creates one whose keys
 // the user fills in after deploying. The template holds only empty values.
-func credentialsSecret(stack awscdk.Stack, cfg Config) awssecretsmanager.ISecret {
+func credentialsSecret(stack awscdk.Stack, cfg config.Config) awssecretsmanager.ISecret {
 	if cfg.SecretARN != "" {
 		if completeSecretARN.MatchString(cfg.SecretARN) {
 			return awssecretsmanager.Secret_FromSecretCompleteArn(stack, jsii.String("Credentials"), jsii.String(cfg.SecretARN))
@@ -299,19 +224,12 @@ func stateMachine(stack awscdk.Stack, id, def string, substitutions map[string]*
 	})
 }
 
-func nonZero(n int) string {
-	if n == 0 {
-		return ""
-	}
-	return strconv.Itoa(n)
-}
-
 // staleBackupAlarms alarm when backups quietly stop: the store step emits a
 // BackupSucceeded metric per database (Embedded Metric Format), and a
 // database with none for staleAfterHours breaches, missing data included
 // (no data is exactly what silence looks like). Databases named in the
 // configuration get one alarm each; with "*" one alarm watches the total.
-func staleBackupAlarms(stack awscdk.Stack, cfg Config, topic awssns.ITopic) {
+func staleBackupAlarms(stack awscdk.Stack, cfg config.Config, topic awssns.ITopic) {
 	period := awscdk.Duration_Hours(jsii.Number(float64(cfg.StaleAfterHours)))
 	alarm := func(id, what string, dims map[string]*string) {
 		a := awscloudwatch.NewAlarm(stack, jsii.String(id), &awscloudwatch.AlarmProps{
@@ -330,11 +248,11 @@ func staleBackupAlarms(stack awscdk.Stack, cfg Config, topic awssns.ITopic) {
 		})
 		a.AddAlarmAction(awscloudwatchactions.NewSnsAction(topic))
 	}
-	if cfg.Databases == "*" {
+	if len(cfg.Databases) == 0 || cfg.Databases[0] == "*" {
 		alarm("NoRecentBackupAlarm", "any database", map[string]*string{})
 		return
 	}
-	for i, db := range strings.Split(cfg.Databases, ",") {
+	for i, db := range cfg.Databases {
 		alarm(fmt.Sprintf("NoRecentBackup%dAlarm", i), "database "+db, map[string]*string{config.MetricDimensionDatabase: jsii.String(db)})
 	}
 }

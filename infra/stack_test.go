@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/step"
 	"github.com/d1backup/d1backup/statemachine"
 	"github.com/d1backup/d1backup/statemachine/asltest"
 )
@@ -40,7 +42,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	for _, fn := range FunctionDirs() {
+	for _, d := range step.Registry {
+		fn := d.Dir()
 		if err := os.MkdirAll(filepath.Join(dir, fn), 0o755); err != nil {
 			panic(err)
 		}
@@ -75,9 +78,9 @@ func cdkJSONContext(t *testing.T) map[string]any {
 
 func testContext(t *testing.T, overrides map[string]any) map[string]any {
 	ctx := cdkJSONContext(t)
-	ctx[KeyAccountID] = testAccount
-	ctx[KeyBucket] = "backups"
-	ctx[KeyAssetDir] = assetDir
+	ctx["cloudflareAccountId"] = testAccount
+	ctx["bucket"] = "backups"
+	ctx["assetDir"] = assetDir
 	maps.Copy(ctx, overrides)
 	return ctx
 }
@@ -85,7 +88,7 @@ func testContext(t *testing.T, overrides map[string]any) map[string]any {
 // stackTemplate is a synthesized stack: the assertions API and the
 // template as plain JSON for checks that are clearer in Go.
 type stackTemplate struct {
-	cfg       Config
+	cfg       config.Config
 	assert    assertions.Template
 	Resources map[string]resource
 	Outputs   map[string]any
@@ -179,7 +182,7 @@ func TestFunctions(t *testing.T) {
 	}
 	want := map[string]struct{ memory, timeout float64 }{
 		"Discover": {256, 60}, "StartExport": {256, 60}, "PollExport": {256, 60}, "StoreDump": {1024, 900},
-		"Verify": {2048, 900}, "Prune": {256, 300},
+		"VerifyBackup": {2048, 900}, "PruneBackups": {256, 300},
 	}
 	for prefix, w := range want {
 		p := fns[st.logicalID(t, "AWS::Lambda::Function", prefix)].Properties
@@ -192,8 +195,8 @@ func TestFunctions(t *testing.T) {
 		vars := p["Environment"].(map[string]any)["Variables"].(map[string]any)
 		wantVars := map[string]string{
 			config.EnvAccountID: testAccount, config.EnvR2Bucket: "backups", config.EnvCompression: "gzip",
-			config.EnvPollInterval: "5", config.EnvExportTimeout: "1h0m0s", config.EnvMaxRestarts: "2",
-			config.EnvPartSize: "16777216", config.EnvDatabases: "*",
+			config.EnvPollInterval: "5s", config.EnvExportTimeout: "1h", config.EnvMaxRestarts: "2",
+			config.EnvPartSize: "16MiB", config.EnvDatabases: "*",
 		}
 		for k, v := range wantVars {
 			if vars[k] != v {
@@ -220,12 +223,12 @@ func TestFunctions(t *testing.T) {
 }
 
 func TestOptionalEnvironment(t *testing.T) {
-	st := synth(t, map[string]any{KeyR2Endpoint: "https://r2.example.com", KeyInclude: "prod-*", KeyPrefix: "d1/", KeyPartSize: float64(256)})
+	st := synth(t, map[string]any{"r2Endpoint": "https://r2.example.com", "include": "prod-*", "prefix": "d1/", "partSizeMiB": float64(256)})
 	try(t, func() {
 		st.assert.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 			"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(&map[string]any{
 				config.EnvR2Endpoint: "https://r2.example.com", config.EnvInclude: "prod-*", config.EnvPrefix: "d1/",
-				config.EnvPartSize: "268435456",
+				config.EnvPartSize: "256MiB",
 			})},
 		})
 	})
@@ -238,9 +241,9 @@ func TestOptionalEnvironment(t *testing.T) {
 func TestSchedule(t *testing.T) {
 	for _, schedule := range []string{"", "rate(6 hours)"} {
 		overrides := map[string]any{}
-		want := DefaultSchedule
+		want := config.Defaults().Schedule
 		if schedule != "" {
-			overrides[KeySchedule] = schedule
+			overrides["schedule"] = schedule
 			want = schedule
 		}
 		st := synth(t, overrides)
@@ -316,7 +319,7 @@ func checkStale(t *testing.T, p map[string]any, dims []any) {
 }
 
 func TestStaleAlarmsPerDatabase(t *testing.T) {
-	st := synth(t, map[string]any{KeyDatabases: "shop,blog", KeyStaleAfter: "36"})
+	st := synth(t, map[string]any{"databases": "shop,blog", "staleAfterHours": "36"})
 	var got []string
 	for _, a := range st.ofType("AWS::CloudWatch::Alarm") {
 		p := a.Properties
@@ -338,7 +341,7 @@ func TestStaleAlarmsPerDatabase(t *testing.T) {
 }
 
 func TestAlarmEmail(t *testing.T) {
-	st := synth(t, map[string]any{KeyAlarmEmail: "ops@example.com"})
+	st := synth(t, map[string]any{"alarmEmail": "ops@example.com"})
 	try(t, func() {
 		st.assert.ResourceCountIs(jsii.String("AWS::SNS::Subscription"), jsii.Number(1))
 		st.assert.HasResourceProperties(jsii.String("AWS::SNS::Subscription"), map[string]any{
@@ -429,7 +432,7 @@ func TestImportedSecret(t *testing.T) {
 		"arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup-AbC123",
 		"arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup",
 	} {
-		st := synth(t, map[string]any{KeySecretARN: arn})
+		st := synth(t, map[string]any{"secretArn": arn})
 		if n := len(st.ofType("AWS::SecretsManager::Secret")); n != 0 {
 			t.Errorf("%s: %d secrets created, want the imported one only", arn, n)
 		}
@@ -592,7 +595,7 @@ func definition(t *testing.T, r resource) (raw string, resolved string) {
 }
 
 func TestStateMachineDefinitions(t *testing.T) {
-	st := synth(t, map[string]any{KeyConcurrency: "7"})
+	st := synth(t, map[string]any{"concurrency": "7"})
 	embedded := map[string]string{"BackupDatabase": statemachine.BackupDatabase, "BackupRun": statemachine.BackupRun}
 	for prefix, want := range embedded {
 		r := st.Resources[st.logicalID(t, "AWS::StepFunctions::StateMachine", prefix)]
@@ -673,8 +676,8 @@ func TestMainCommandRejectsBadContext(t *testing.T) {
 		ctx  map[string]any
 		want string
 	}{
-		{"bad value", testContext(t, map[string]any{KeyCompression: "lz4"}), `context "compression": must be gzip, zstd or none, got "lz4"`},
-		{"not built", testContext(t, map[string]any{KeyAssetDir: t.TempDir()}), "lambda discover not built"},
+		{"bad value", testContext(t, map[string]any{"compression": "lz4"}), `context "compression": must be one of gzip, zstd, none, got "lz4"`},
+		{"not built", testContext(t, map[string]any{"assetDir": t.TempDir()}), "lambda discover not built"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -715,11 +718,11 @@ func TestCDKJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fromJSON != builtin {
+	if !reflect.DeepEqual(fromJSON, builtin) {
 		t.Errorf("cdk.json defaults\n%+v\ndiffer from the built-in ones\n%+v", fromJSON, builtin)
 	}
 	for k := range f.Context {
-		if !slices.Contains(Keys, k) && !strings.HasPrefix(k, "@aws-cdk/") {
+		if !slices.Contains(ContextKeys(), k) && !strings.HasPrefix(k, "@aws-cdk/") {
 			t.Errorf("cdk.json context key %q is not read by the app", k)
 		}
 	}

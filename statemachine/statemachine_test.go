@@ -8,28 +8,54 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/step"
 	"github.com/d1backup/d1backup/statemachine"
 	"github.com/d1backup/d1backup/statemachine/asltest"
 )
 
 // The error classes of the contract with the Lambda functions (errorType is
-// the Go type name of the returned error).
+// the Go type name of the returned error), from the code that produces them.
 var (
-	retryable = []string{"RateLimitError", "UnavailableError", "ExportBusyError", "DownloadError", "StoreUnavailableError"}
+	retryable = classNames(backup.Retryable)
+	restart   = classNames(backup.Restart)
 	lambdaErr = []string{"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.TooManyRequestsException"}
-	restart   = []string{"ExportNotRunningError", "DownloadExpiredError"}
 )
 
-// dummy fills every placeholder with a value of the right shape.
-var dummy = map[string]string{
-	"StartExportFunctionArn":        "arn:aws:lambda:us-east-1:123456789012:function:start-export",
-	"PollExportFunctionArn":         "arn:aws:lambda:us-east-1:123456789012:function:poll-export",
-	"StoreDumpFunctionArn":          "arn:aws:lambda:us-east-1:123456789012:function:store-dump",
-	"VerifyFunctionArn":             "arn:aws:lambda:us-east-1:123456789012:function:verify",
-	"PruneFunctionArn":              "arn:aws:lambda:us-east-1:123456789012:function:prune",
-	"DiscoverFunctionArn":           "arn:aws:lambda:us-east-1:123456789012:function:discover",
-	"BackupDatabaseStateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:backup-database",
-	"MaxConcurrency":                "4",
+func classNames(kind backup.Kind) []string {
+	var out []string
+	for _, c := range step.ErrorClasses() {
+		if c.Kind == kind {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// dummy fills every placeholder with a value of the right shape: each
+// registered step's function, and the run's own placeholders.
+var dummy = func() map[string]string {
+	m := map[string]string{
+		"BackupDatabaseStateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:backup-database",
+		"MaxConcurrency":                "4",
+	}
+	for _, d := range step.Registry {
+		m[d.FunctionArnPlaceholder()] = "arn:aws:lambda:us-east-1:123456789012:function:" + d.Dir()
+	}
+	return m
+}()
+
+// placeholdersOf lists the function placeholders the registry expects in a
+// machine's definition, plus extra ones, sorted.
+func placeholdersOf(machine string, extra ...string) []string {
+	out := extra
+	for _, d := range step.Registry {
+		if d.Machine == machine {
+			out = append(out, d.FunctionArnPlaceholder())
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func definitions(t *testing.T) map[string]string {
@@ -83,8 +109,8 @@ func TestPlaceholders(t *testing.T) {
 		def  string
 		want []string
 	}{
-		{"database", statemachine.BackupDatabase, []string{"PollExportFunctionArn", "PruneFunctionArn", "StartExportFunctionArn", "StoreDumpFunctionArn", "VerifyFunctionArn"}},
-		{"run", statemachine.BackupRun, []string{"BackupDatabaseStateMachineArn", "DiscoverFunctionArn", "MaxConcurrency"}},
+		{"database", statemachine.BackupDatabase, placeholdersOf(step.MachineDatabase)},
+		{"run", statemachine.BackupRun, placeholdersOf(step.MachineRun, "BackupDatabaseStateMachineArn", "MaxConcurrency")},
 		{"repeated and sorted", `${B} ${A} ${B}`, []string{"A", "B"}},
 		{"none", `{"a": "$.b"}`, nil},
 	}
@@ -386,5 +412,73 @@ func TestBackupRunFlow(t *testing.T) {
 	}
 	if f := m.States["SomeBackupsFailed"]; f.Type != "Fail" || !strings.Contains(f.CausePath, "$.failed_names") {
 		t.Errorf("SomeBackupsFailed = %+v, want a cause naming the failed databases", f)
+	}
+}
+
+// TestErrorClassesMatchTheCode: every error name a definition matches is a
+// class the Go code can produce (or one of AWS's own), and every class the
+// code produces is handled: retryable ones retried, restart ones caught into
+// a new export, by every Task that can meet them.
+func TestErrorClassesMatchTheCode(t *testing.T) {
+	known := map[string]backup.Kind{}
+	for _, c := range step.ErrorClasses() {
+		known[c.Name] = c.Kind
+	}
+	aws := func(e string) bool {
+		return strings.HasPrefix(e, "States.") || strings.HasPrefix(e, "Lambda.") || strings.HasPrefix(e, "StepFunctions.")
+	}
+	for name, def := range definitions(t) {
+		for sn, s := range all(parse(t, def)) {
+			var names []string
+			for _, r := range s.Retry {
+				names = append(names, r.ErrorEquals...)
+			}
+			for _, c := range s.Catch {
+				names = append(names, c.ErrorEquals...)
+			}
+			for _, e := range names {
+				if _, ok := known[e]; !ok && !aws(e) {
+					t.Errorf("%s %s matches %q, which no step returns", name, sn, e)
+				}
+			}
+		}
+	}
+	// Every class is one of the three kinds the definitions act on.
+	for _, c := range step.ErrorClasses() {
+		switch c.Kind {
+		case backup.Retryable, backup.Restart, backup.Permanent:
+		default:
+			t.Errorf("class %s has no kind", c.Name)
+		}
+	}
+	m := parse(t, statemachine.BackupDatabase)
+	for _, d := range step.Registry {
+		if d.Machine != step.MachineDatabase {
+			continue
+		}
+		s, ok := m.States[d.State]
+		if !ok {
+			t.Errorf("registered step %s has no Task state in the definition", d.State)
+			continue
+		}
+		if fn, _ := s.Parameters["FunctionName"].(string); fn != "${"+d.FunctionArnPlaceholder()+"}" {
+			t.Errorf("%s calls %v, want ${%s}", d.State, s.Parameters["FunctionName"], d.FunctionArnPlaceholder())
+		}
+		retried := map[string]bool{}
+		for _, r := range s.Retry {
+			for _, e := range r.ErrorEquals {
+				retried[e] = true
+			}
+		}
+		for _, e := range retryable {
+			if !retried[e] {
+				t.Errorf("%s does not retry the retryable class %s", d.State, e)
+			}
+		}
+		for e := range retried {
+			if k, ok := known[e]; ok && k != backup.Retryable {
+				t.Errorf("%s retries %s, which is not retryable", d.State, e)
+			}
+		}
 	}
 }

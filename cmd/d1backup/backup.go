@@ -1,96 +1,77 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/config"
 )
 
-func cmdBackup(ctx context.Context, args []string, e env) error {
-	fs := newFlags(e, "backup", "backup --database <uuid|name> [flags]")
-	database := fs.String("database", "", "database to back up: its UUID or its name (required)")
-	dest := fs.String("dest", "", "destination: a folder, or r2://<bucket>/<prefix> (default: R2_BUCKET if set, else ./d1-backups)")
-	compression := fs.String("compression", "", "gzip, zstd or none (default D1BACKUP_COMPRESSION or gzip)")
-	poll := fs.Duration("poll-interval", 0, "wait between export polls (default D1BACKUP_POLL_INTERVAL or 5s)")
-	timeout := fs.Duration("export-timeout", 0, "give up on an export still running after this long (default 1h)")
-	recipients := fs.String("age-recipient", "", "encrypt to these age public keys (comma-separated age1...; default D1BACKUP_AGE_RECIPIENTS)")
-	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
-	verbose := fs.Bool("verbose", false, "log every step")
-	if err := parse(fs, args, e); err != nil {
-		return err
+func newBackupCmd(e env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup --database <uuid|name>",
+		Short: "Back up a database: export, stream into the destination, write the manifest",
+		Args:  cobra.NoArgs,
 	}
-	if *database == "" {
-		return usageError{"--database is required (a database UUID or name)"}
+	database := cmd.Flags().String("database", "", "database to back up: its UUID or its name (required)")
+	d := destFlag(cmd, "where to store the backup")
+	asJSON := cmd.Flags().Bool("json", false, "print the result as JSON on stdout")
+	verbose := cmd.Flags().Bool("verbose", false, "log every step")
+	config.BindFlags(cmd.Flags(), config.SettingCompression, config.SettingAgeRecipients, config.SettingPollInterval,
+		config.SettingExportTimeout, config.SettingMaxRestarts, config.SettingPartSize, config.SettingPartConcurrency)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *database == "" {
+			return usageError{"--database is required (a database UUID or name)"}
+		}
+		cfg, err := loadConfig(cmd, e)
+		if err != nil {
+			return err
+		}
+		hc := cfg.HTTPClient()
+		api, err := cfg.D1Client(hc)
+		if err != nil {
+			return err
+		}
+		cfg.BoundMemory(e.getenv)
+		st, err := cfg.OpenDest(*d, hc)
+		if err != nil {
+			return err
+		}
+		log := newLogger(e, *verbose)
+		prog := newProgress(e, log)
+		bc := cfg.Backup(version())
+		bc.Logger, bc.Progress = log, prog.update
+		runner, err := backup.NewRunner(api, st, bc)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "d1backup: exporting %s to %s; D1 answers no queries to the database while the export runs\n", *database, st)
+		sum, err := runner.Run(cmd.Context(), target(*database))
+		prog.done()
+		if err != nil {
+			return backup.Classified(err)
+		}
+		if *asJSON {
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(sum)
+		}
+		verb := "stored"
+		if sum.AlreadyExisted {
+			verb = "already stored"
+		}
+		fmt.Fprintf(e.stdout, "%s %s (%s) at bookmark %s: %s\n  SQL %s, sha256 %s\n  stored %s (%s), sha256 %s\n",
+			verb, sum.DatabaseName, sum.DatabaseID, sum.Bookmark, joinKey(st.String(), sum.Key),
+			bytesHuman(sum.SQLBytes), sum.SQLSHA256, bytesHuman(sum.StoredBytes), sum.Compression, sum.StoredSHA256)
+		return nil
 	}
-	cfg, err := loadConfig(e)
-	if err != nil {
-		return err
-	}
-	if *compression != "" {
-		cfg.Compression = *compression
-	}
-	if *poll > 0 {
-		cfg.PollInterval = *poll
-	}
-	if *timeout > 0 {
-		cfg.ExportTimeout = *timeout
-	}
-	if *recipients != "" {
-		cfg.Recipients = strings.Split(*recipients, ",")
-	}
-	if err := cfg.Validate(); err != nil {
-		return usageError{err.Error()}
-	}
-	hc := cfg.HTTPClient()
-	api, err := cfg.D1Client(hc)
-	if err != nil {
-		return err
-	}
-	cfg.BoundMemory(e.getenv)
-	st, err := cfg.OpenDest(*dest, hc)
-	if err != nil {
-		return err
-	}
-	log := newLogger(e, *verbose)
-	prog := newProgress(e, log)
-	runner, err := backup.NewRunner(api, st, backup.Config{
-		Compression:   cfg.Compression,
-		Recipients:    cfg.Recipients,
-		PollInterval:  cfg.PollInterval,
-		ExportTimeout: cfg.ExportTimeout,
-		MaxRestarts:   cfg.MaxRestarts,
-		ToolVersion:   version(),
-		Logger:        log,
-		Progress:      prog.update,
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stderr, "d1backup: exporting %s to %s; D1 answers no queries to the database while the export runs\n", *database, st)
-	sum, err := runner.Run(ctx, target(*database))
-	prog.done()
-	if err != nil {
-		return backup.Classified(err)
-	}
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(sum)
-	}
-	verb := "stored"
-	if sum.AlreadyExisted {
-		verb = "already stored"
-	}
-	fmt.Fprintf(e.stdout, "%s %s (%s) at bookmark %s: %s\n  SQL %s, sha256 %s\n  stored %s (%s), sha256 %s\n",
-		verb, sum.DatabaseName, sum.DatabaseID, sum.Bookmark, joinKey(st.String(), sum.Key),
-		bytesHuman(sum.SQLBytes), sum.SQLSHA256, bytesHuman(sum.StoredBytes), sum.Compression, sum.StoredSHA256)
-	return nil
+	return cmd
 }
 
 func target(ref string) backup.Target {

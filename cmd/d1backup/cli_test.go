@@ -236,14 +236,16 @@ func TestFailures(t *testing.T) {
 		wantErr  string
 	}{
 		{"no database flag", []string{"backup"}, nil, nil, 2, "--database is required"},
-		{"bad compression", []string{"backup", "--database", "notes", "--compression", "lz4"}, nil, nil, 2, "must be gzip, zstd or none"},
+		{"bad compression", []string{"backup", "--database", "notes", "--compression", "lz4"}, nil, nil, 2, "must be one of gzip, zstd, none"},
 		{"unknown command", []string{"bakup"}, nil, nil, 2, `unknown command "bakup"`},
 		{"unknown database", []string{"backup", "--database", "nope"}, nil, nil, 1, `database "nope" not found`},
 		{"bad token", []string{"backup", "--database", "notes"}, []string{"CLOUDFLARE_API_TOKEN=wrong"}, nil, 1, "rejected the API token"},
 		{"no account", []string{"backup", "--database", "notes"}, []string{"CLOUDFLARE_ACCOUNT_ID="}, nil, 1, "CLOUDFLARE_ACCOUNT_ID is not set"},
 		{"export error", []string{"backup", "--database", "notes"}, nil, &d1emu.Fault{Endpoint: "any", Kind: d1emu.FaultExportError}, 1, "virtual tables"},
 		{"truncated download", []string{"backup", "--database", "notes"}, nil, &d1emu.Fault{Endpoint: "download", Kind: d1emu.FaultTruncate, Times: 100}, 1, "dump truncated"},
-		{"bad R2 endpoint", []string{"backup", "--database", "notes", "--dest", "ftp://x"}, nil, nil, 1, "use r2://<bucket>/<prefix>"},
+		{"bad destination", []string{"backup", "--database", "notes", "--dest", "ftp://x"}, nil, nil, 2, `unknown scheme "ftp"; use <folder> or r2://<bucket>/<prefix>`},
+		{"bad flag value", []string{"backup", "--database", "notes", "--max-restarts", "9"}, nil, nil, 2, `invalid argument "9" for "--max-restarts" flag: must be a whole number from 0 to 5`},
+		{"bad env value", []string{"backup", "--database", "notes"}, []string{"D1BACKUP_MAX_RESTARTS=9"}, nil, 1, `D1BACKUP_MAX_RESTARTS="9": must be a whole number from 0 to 5`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,10 +1,14 @@
-// Command d1backup backs up Cloudflare D1 databases into R2 or a folder.
+// Command d1backup backs up Cloudflare D1 databases into R2 or a folder,
+// lists, verifies, restores and prunes those backups, and drives the
+// deployed workflow. Commands and flags are spf13/cobra's (GNU-style flags,
+// generated help, shell completion); the flags that are settings come from
+// the settings table in internal/config, so the CLI, the Lambda functions
+// and the CDK stack read the same names, defaults and ranges.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,31 +18,12 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/d1backup/d1backup/internal/config"
 	"github.com/d1backup/d1backup/internal/d1"
+	"github.com/d1backup/d1backup/internal/dest"
 )
-
-const usage = `d1backup backs up Cloudflare D1 databases into Cloudflare R2 or a local folder.
-
-Usage:
-  d1backup backup      --database <uuid|name> [--dest <dir>|r2://<bucket>/<prefix>] [--compression gzip|zstd|none]
-  d1backup list        [--dest ...] [--database <uuid|name>]
-  d1backup verify      <key|r2://<bucket>/<key>|path> [--dest ...] [--identity <file>] [--json]
-  d1backup restore     --from <key|r2://<bucket>/<key>|path> (--create <name> | --database <uuid|name> [--force] | --to-sqlite <file>)
-  d1backup prune       [--dest ...] [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]
-  d1backup run         [--state-machine <arn>] [--wait]      start the deployed scheduled run now
-  d1backup executions  [--state-machine <arn>] [--limit N]   recent runs, with failures and causes
-  d1backup redrive     <execution-arn>                       rerun a failed execution from where it failed
-  d1backup version
-
-Configuration comes from the environment (flags override):
-  CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CLOUDFLARE_API_BASE_URL,
-  R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, R2_BUCKET, R2_ENDPOINT, D1BACKUP_PREFIX.
-Without R2_BUCKET, backups go to ./d1-backups. run/executions/redrive use the
-AWS credential chain (AWS_PROFILE, AWS_REGION) and D1BACKUP_STATE_MACHINE_ARN.
-
-Run 'd1backup <command> --help' for a command's flags.
-`
 
 // env is the process environment as the commands see it.
 type env struct {
@@ -56,54 +41,45 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], e))
 }
 
-// run executes one command and returns the exit code: 0 success, 1 failure,
-// 2 bad usage.
+// run executes one command line and returns the exit code: 0 success, 1
+// failure, 2 a usage mistake (unknown command or flag, a bad flag value, a
+// missing argument).
 func run(ctx context.Context, args []string, e env) int {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage)
-		return 2
+	root := newRoot(e)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
 	}
-	var err error
-	switch args[0] {
-	case "backup":
-		err = cmdBackup(ctx, args[1:], e)
-	case "list":
-		err = cmdList(ctx, args[1:], e)
-	case "restore":
-		err = cmdRestore(ctx, args[1:], e)
-	case "verify":
-		err = cmdVerify(ctx, args[1:], e)
-	case "prune":
-		err = cmdPrune(ctx, args[1:], e)
-	case "run":
-		err = cmdRun(ctx, args[1:], e)
-	case "executions":
-		err = cmdExecutions(ctx, args[1:], e)
-	case "redrive":
-		err = cmdRedrive(ctx, args[1:], e)
-	case "step":
-		err = cmdStep(ctx, args[1:], e, e.stdin)
-	case "version", "--version":
-		fmt.Fprintln(e.stdout, "d1backup", version())
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(e.stdout, usage)
-	default:
-		fmt.Fprintf(e.stderr, "d1backup: unknown command %q; run 'd1backup --help' for the commands\n", args[0])
-		return 2
+	name := "d1backup"
+	if cmd != nil && cmd != root {
+		name = cmd.CommandPath()
 	}
+	var (
+		ue usageError
+		de *dest.UsageError
+	)
 	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
 	case errors.Is(err, errStepFailed):
 		return 1
-	case errors.As(err, new(usageError)):
-		fmt.Fprintf(e.stderr, "d1backup %s: %v\n", args[0], err)
+	case errors.As(err, &ue), errors.As(err, &de), isCobraUsage(err):
+		fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err))
 		return 2
 	}
-	fmt.Fprintf(e.stderr, "d1backup %s: %s\n", args[0], oneLine(err))
+	fmt.Fprintf(e.stderr, "%s: %s\n", name, oneLine(err))
 	return 1
+}
+
+// isCobraUsage recognises the usage errors cobra makes itself (it has no
+// error types for them).
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "required flag"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // usageError is a mistake on the command line.
@@ -115,46 +91,74 @@ func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
-// newFlags returns a flag set that prints its usage to e.stdout for --help
-// and returns errors instead of exiting.
-func newFlags(e env, name, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: d1backup %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+const rootLong = `d1backup backs up Cloudflare D1 databases into Cloudflare R2 or a local folder,
+verifies and restores those backups, applies retention, and drives the
+deployed AWS workflow.
+
+Configuration comes from the environment (wrangler's names; flags override):
+  CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CLOUDFLARE_API_BASE_URL,
+  R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, R2_BUCKET, R2_ENDPOINT, D1BACKUP_*.
+Without R2_BUCKET, backups go to ./d1-backups. run/executions/redrive use the
+AWS credential chain (AWS_PROFILE, AWS_REGION) and D1BACKUP_STATE_MACHINE_ARN.`
+
+func newRoot(e env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "d1backup",
+		Short:         "Backups of Cloudflare D1 databases into R2",
+		Long:          rootLong,
+		Version:       version(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Unknown commands reach here (rather than cobra's suggestion
+		// text) so they exit 2 with one line.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Sprintf("unknown command %q; run 'd1backup --help' for the commands", args[0])}
+			}
+			return cmd.Help()
+		},
 	}
-	return fs
+	root.SetIn(e.stdin)
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
+	root.SetVersionTemplate("d1backup {{.Version}}\n")
+	root.AddCommand(
+		newBackupCmd(e), newListCmd(e), newVerifyCmd(e), newRestoreCmd(e), newPruneCmd(e),
+		newRunCmd(e), newExecutionsCmd(e), newRedriveCmd(e), newStepCmd(e), newVersionCmd(e),
+	)
+	return root
 }
 
-func parse(fs *flag.FlagSet, args []string, e env) error {
-	_, err := parseN(fs, args, e, 0)
-	return err
+func newVersionCmd(e env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintln(e.stdout, "d1backup", version())
+			return err
+		},
+	}
 }
 
-// parseN parses flags followed by exactly n positional arguments.
-func parseN(fs *flag.FlagSet, args []string, e env, n int) ([]string, error) {
-	for _, a := range args {
-		if a == "-h" || a == "-help" || a == "--help" {
-			fs.SetOutput(e.stdout)
-			fs.Usage()
-			return nil, flag.ErrHelp
-		}
+// loadConfig reads the environment, then the command's setting flags; a
+// bad flag value is a usage error.
+func loadConfig(cmd *cobra.Command, e env) (config.Config, error) {
+	cfg, err := config.FromEnv(e.getenv)
+	if err != nil {
+		return cfg, err
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, usageError{err.Error()}
+	if err := config.ApplyFlags(&cfg, cmd.Flags()); err != nil {
+		return cfg, usageError{err.Error()}
 	}
-	if fs.NArg() > n {
-		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(n))}
-	}
-	if fs.NArg() < n {
-		return nil, usageError{"missing argument; see --help"}
-	}
-	return fs.Args(), nil
+	return cfg, nil
 }
 
-func loadConfig(e env) (config.Config, error) {
-	return config.FromEnv(e.getenv)
+// destFlag adds --dest.
+func destFlag(cmd *cobra.Command, help string) *string {
+	return cmd.Flags().String("dest", "", help+": "+strings.Join(dest.Usages(), " or ")+" (default: R2_BUCKET if set, else ./"+config.DefaultLocalDir+")")
 }
 
 func newLogger(e env, verbose bool) *slog.Logger {

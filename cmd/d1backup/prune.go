@@ -9,43 +9,44 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/config"
 	"github.com/d1backup/d1backup/internal/store"
 )
 
-func cmdPrune(ctx context.Context, args []string, e env) error {
-	fs := newFlags(e, "prune", "prune [--dest ...] [--database <uuid|name>] [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]")
-	dest := fs.String("dest", "", "where the backups are (default: R2_BUCKET if set, else ./d1-backups)")
-	database := fs.String("database", "", "only this database (UUID or name); default every database in the destination")
-	last := fs.Int("keep-last", -1, "keep the newest N backups (default D1BACKUP_KEEP_LAST)")
-	daily := fs.Int("keep-daily", -1, "keep the newest backup of each of the last N days (default D1BACKUP_KEEP_DAILY)")
-	weekly := fs.Int("keep-weekly", -1, "keep the newest backup of each of the last N ISO weeks (default D1BACKUP_KEEP_WEEKLY)")
-	monthly := fs.Int("keep-monthly", -1, "keep the newest backup of each of the last N months (default D1BACKUP_KEEP_MONTHLY)")
-	dryRun := fs.Bool("dry-run", false, "only say what would be deleted and what keeps each survivor")
-	if err := parse(fs, args, e); err != nil {
-		return err
+func newPruneCmd(e env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "prune [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]",
+		Short: "Apply a retention policy to the backups in the destination",
+		Args:  cobra.NoArgs,
 	}
-	cfg, err := loadConfig(e)
+	d := destFlag(cmd, "where the backups are")
+	database := cmd.Flags().String("database", "", "only this database (UUID or name); default every database in the destination")
+	dryRun := cmd.Flags().Bool("dry-run", false, "only say what would be deleted and what keeps each survivor")
+	config.BindFlags(cmd.Flags(), config.SettingKeepLast, config.SettingKeepDaily, config.SettingKeepWeekly, config.SettingKeepMonthly, config.SettingTimeZone)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return prune(cmd, e, *d, *database, *dryRun)
+	}
+	return cmd
+}
+
+func prune(cmd *cobra.Command, e env, d, database string, dryRun bool) error {
+	ctx := cmd.Context()
+	cfg, err := loadConfig(cmd, e)
 	if err != nil {
 		return err
 	}
 	p := cfg.Retention
-	for _, o := range []struct{ flag, dst *int }{{last, &p.KeepLast}, {daily, &p.KeepDaily}, {weekly, &p.KeepWeekly}, {monthly, &p.KeepMonthly}} {
-		if *o.flag >= 0 {
-			*o.dst = *o.flag
-		}
-	}
-	if err := p.Validate(); err != nil {
-		return usageError{err.Error()}
-	}
 	if !p.Enabled() {
 		return usageError{"no retention policy: give --keep-last/--keep-daily/--keep-weekly/--keep-monthly or set D1BACKUP_KEEP_*"}
 	}
-	st, err := cfg.OpenDest(*dest, http.DefaultClient)
+	st, err := cfg.OpenDest(d, http.DefaultClient)
 	if err != nil {
 		return err
 	}
-	ids, err := databasesIn(ctx, st, *database)
+	ids, err := databasesIn(ctx, st, database)
 	if err != nil {
 		return err
 	}
@@ -53,7 +54,7 @@ func cmdPrune(ctx context.Context, args []string, e env) error {
 	fmt.Fprintln(tw, "ACTION\tEXPORTED\tKEY\tWHY")
 	var kept, deleted int
 	for _, id := range ids {
-		res, err := backup.Prune(ctx, st, id, p, time.Now(), *dryRun)
+		res, err := backup.Prune(ctx, st, id, p, time.Now(), dryRun)
 		if err != nil {
 			tw.Flush()
 			return err
@@ -64,7 +65,7 @@ func cmdPrune(ctx context.Context, args []string, e env) error {
 			action := "keep"
 			if !d.Keep {
 				action = "delete"
-				if *dryRun {
+				if dryRun {
 					action = "would delete"
 				}
 			}
@@ -75,7 +76,7 @@ func cmdPrune(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	verb := "deleted"
-	if *dryRun {
+	if dryRun {
 		verb = "would delete"
 	}
 	fmt.Fprintf(e.stdout, "%d backups kept, %d %s\n", kept, deleted, verb)
@@ -88,7 +89,7 @@ func databasesIn(ctx context.Context, st store.Store, database string) ([]string
 	if isUUID(database) {
 		return []string{strings.ToLower(database)}, nil
 	}
-	ms, err := backup.ListManifests(ctx, st, "")
+	ms, _, err := backup.ListManifests(ctx, st, "")
 	if err != nil {
 		return nil, err
 	}

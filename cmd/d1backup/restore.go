@@ -1,26 +1,24 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"filippo.io/age"
+	"github.com/spf13/cobra"
 
 	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/dest"
 	"github.com/d1backup/d1backup/internal/restore"
 	"github.com/d1backup/d1backup/internal/store/local"
 )
 
-const restoreSynopsis = `restore --from <key | r2://<bucket>/<key> | path> (--create <name> | --database <uuid|name> [--force] | --to-sqlite <file> [--force]) [flags]
-
-Checks the backup against its manifest (SHA-256 of the stored object and of
+const restoreLong = `Checks the backup against its manifest (SHA-256 of the stored object and of
 the SQL) before touching any database, then imports it through D1's import
 API, or loads it into a local SQLite file. --create makes a new database for
 the restore (the safe choice: D1 Time Travel only restores in place).
@@ -28,82 +26,94 @@ the restore (the safe choice: D1 Time Travel only restores in place).
 manifest's key, r2://<bucket>/<key>, or the path of a local .sql/.sql.gz/.sql.zst
 with its .manifest.json beside it.`
 
-func cmdRestore(ctx context.Context, args []string, e env) error {
-	fs := newFlags(e, "restore", restoreSynopsis)
-	from := fs.String("from", "", "the backup to restore (required)")
-	dest := fs.String("dest", "", "where the backups are, for a --from key (default: R2_BUCKET if set, else ./d1-backups)")
-	database := fs.String("database", "", "restore into this existing database (UUID or name); it must have no tables unless --force")
-	create := fs.String("create", "", "create a new database with this name and restore into it")
-	toSQLite := fs.String("to-sqlite", "", "restore into this local SQLite file instead of D1")
-	force := fs.Bool("force", false, "import into a --database that has tables, or replace a non-empty --to-sqlite file")
-	poll := fs.Duration("poll-interval", time.Second, "wait between import polls")
-	identity := fs.String("identity", "", "age identity file (AGE-SECRET-KEY-1...) for an encrypted backup")
-	tempDir := fs.String("temp-dir", "", "folder for the uncompressed SQL while it is checked (default: the system's)")
-	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
-	verbose := fs.Bool("verbose", false, "log every step")
-	if err := parse(fs, args, e); err != nil {
-		return err
+func newRestoreCmd(e env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "restore --from <key> (--create <name> | --database <uuid|name> | --to-sqlite <file>)",
+		Short: "Restore a backup into a new or empty D1 database, or a SQLite file",
+		Long:  restoreLong,
+		Args:  cobra.NoArgs,
 	}
-	if *from == "" {
-		return usageError{"--from is required: a backup key as 'd1backup list' shows it, r2://<bucket>/<key>, or a local path"}
-	}
-	n := 0
-	for _, s := range []string{*database, *create, *toSQLite} {
-		if s != "" {
-			n++
+	f := cmd.Flags()
+	from := f.String("from", "", "the backup to restore (required)")
+	d := destFlag(cmd, "where the backups are, for a --from key")
+	database := f.String("database", "", "restore into this existing database (UUID or name); it must have no tables unless --force")
+	create := f.String("create", "", "create a new database with this name and restore into it")
+	toSQLite := f.String("to-sqlite", "", "restore into this local SQLite file instead of D1")
+	force := f.Bool("force", false, "import into a --database that has tables, or replace a non-empty --to-sqlite file")
+	poll := f.Duration("import-poll-interval", time.Second, "wait between import polls")
+	identity := f.String("identity", "", "age identity file (AGE-SECRET-KEY-1...) for an encrypted backup")
+	tempDir := f.String("temp-dir", "", "folder for the uncompressed SQL while it is checked (default: the system's)")
+	asJSON := f.Bool("json", false, "print the result as JSON on stdout")
+	verbose := f.Bool("verbose", false, "log every step")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *from == "" {
+			return usageError{"--from is required: a backup key as 'd1backup list' shows it, r2://<bucket>/<key>, or a local path"}
 		}
-	}
-	if n != 1 {
-		return usageError{"give exactly one target: --create <name> (a new database), --database <uuid|name> (an existing, empty one) or --to-sqlite <file>"}
-	}
-	if *force && *create != "" {
-		return usageError{"--force does not apply to --create: a new database is always empty"}
-	}
-	if *poll <= 0 {
-		return usageError{"--poll-interval must be positive"}
-	}
-	cfg, err := loadConfig(e)
-	if err != nil {
-		return err
-	}
-	src, err := openSource(cfg, *from, *dest)
-	if err != nil {
-		return err
-	}
-	log := newLogger(e, *verbose)
-	ids, err := readIdentities(*identity)
-	if err != nil {
-		return err
-	}
-	opts := restore.Options{TempDir: *tempDir, PollInterval: *poll, Logger: log, Identities: ids}
-	var res restore.Result
-	if *toSQLite != "" {
-		res, err = restore.ToSQLite(ctx, src, *toSQLite, *force, opts)
-	} else {
-		api, aerr := cfg.D1Client(http.DefaultClient)
-		if aerr != nil {
-			return aerr
+		n := 0
+		for _, s := range []string{*database, *create, *toSQLite} {
+			if s != "" {
+				n++
+			}
 		}
-		target := *database
-		if target == "" {
-			target = "new database " + *create
+		if n != 1 {
+			return usageError{"give exactly one target: --create <name> (a new database), --database <uuid|name> (an existing, empty one) or --to-sqlite <file>"}
 		}
-		fmt.Fprintf(e.stderr, "d1backup: restoring %s into %s; D1 answers no queries to the database while the import runs\n", src.Key, target)
-		res, err = restore.ToD1(ctx, api, src, restore.Target{Database: *database, Create: *create, Force: *force}, opts)
+		if *force && *create != "" {
+			return usageError{"--force does not apply to --create: a new database is always empty"}
+		}
+		if *poll <= 0 {
+			return usageError{"--import-poll-interval must be positive"}
+		}
+		cfg, err := loadConfig(cmd, e)
+		if err != nil {
+			return err
+		}
+		src, err := openSource(cfg, *from, *d)
+		if err != nil {
+			return err
+		}
+		log := newLogger(e, *verbose)
+		ids, err := readIdentities(*identity)
+		if err != nil {
+			return err
+		}
+		ctx := cmd.Context()
+		opts := restore.Options{TempDir: *tempDir, PollInterval: *poll, Logger: log, Identities: ids}
+		var res restore.Result
+		if *toSQLite != "" {
+			res, err = restore.ToSQLite(ctx, src, *toSQLite, *force, opts)
+		} else {
+			api, aerr := cfg.D1Client(http.DefaultClient)
+			if aerr != nil {
+				return aerr
+			}
+			target := *database
+			if target == "" {
+				target = "new database " + *create
+			}
+			fmt.Fprintf(e.stderr, "d1backup: restoring %s into %s; D1 answers no queries to the database while the import runs\n", src.Key, target)
+			res, err = restore.ToD1(ctx, api, src, restore.Target{Database: *database, Create: *create, Force: *force}, opts)
+		}
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(res)
+		}
+		printRestore(e, res)
+		return nil
 	}
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
+	return cmd
+}
+
+func printRestore(e env, res restore.Result) {
 	fmt.Fprintf(e.stdout, "restored %s\n  from %s (%s) at bookmark %s; SQL %s, sha256 %s (checked)\n",
 		res.Key, res.FromDatabaseName, res.FromDatabaseID, res.FromBookmark, bytesHuman(res.SQLBytes), res.SQLSHA256)
 	if res.SQLitePath != "" {
 		fmt.Fprintf(e.stdout, "  into %s: %d statements, %d rows written\n", res.SQLitePath, res.NumQueries, res.RowsWritten)
-		return nil
+		return
 	}
 	what := "database"
 	if res.Created {
@@ -111,22 +121,27 @@ func cmdRestore(ctx context.Context, args []string, e env) error {
 	}
 	fmt.Fprintf(e.stdout, "  into %s %s (%s): %d queries, %d rows written\n  final bookmark %s (a Time Travel restore point right after the import)\n",
 		what, res.DatabaseName, res.DatabaseID, res.NumQueries, res.RowsWritten, res.FinalBookmark)
-	return nil
 }
 
 // openSource resolves --from: r2://bucket/key, a local file, or a key in the
 // destination.
-func openSource(cfg config.Config, from, dest string) (restore.Source, error) {
+func openSource(cfg config.Config, from, destination string) (restore.Source, error) {
 	if strings.Contains(from, "://") {
-		u, err := url.Parse(from)
-		if err != nil || (u.Scheme != "r2" && u.Scheme != "s3") || u.Host == "" || strings.Trim(u.Path, "/") == "" {
-			return restore.Source{}, usageError{fmt.Sprintf("--from %q: use r2://<bucket>/<key>, a key, or a local path", from)}
+		l, err := dest.Parse(from)
+		if err != nil || l.Prefix == "" {
+			return restore.Source{}, usageError{fmt.Sprintf("%q: use r2://<bucket>/<key>, a key, or a local path", from)}
 		}
-		st, err := cfg.R2Store(u.Host, "", http.DefaultClient)
+		// The key is the last part; the store's root is the bucket.
+		key := l.Prefix
+		l.Prefix = ""
+		if err := cfg.RequireR2(); err != nil {
+			return restore.Source{}, err
+		}
+		st, err := dest.OpenLocation(l, cfg.DestOptions(http.DefaultClient))
 		if err != nil {
 			return restore.Source{}, err
 		}
-		return restore.Source{Store: st, Key: strings.TrimPrefix(u.Path, "/")}, nil
+		return restore.Source{Store: st, Key: key}, nil
 	}
 	if fi, err := os.Stat(from); err == nil && fi.Mode().IsRegular() {
 		abs, err := filepath.Abs(from)
@@ -139,7 +154,7 @@ func openSource(cfg config.Config, from, dest string) (restore.Source, error) {
 		}
 		return restore.Source{Store: st, Key: filepath.Base(abs)}, nil
 	}
-	st, err := cfg.OpenDest(dest, http.DefaultClient)
+	st, err := cfg.OpenDest(destination, http.DefaultClient)
 	if err != nil {
 		return restore.Source{}, err
 	}

@@ -257,11 +257,11 @@ func TestRestoreVerifyHelp(t *testing.T) {
 	w := newWorld(t, d1emu.Options{})
 	for _, args := range [][]string{{"restore", "--help"}, {"verify", "--help"}} {
 		r := w.run(t, w.env(), args...)
-		if r.code != 0 || !strings.Contains(r.stdout, "Usage: d1backup "+args[0]) {
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage:\n  d1backup "+args[0]) {
 			t.Errorf("%v: exit %d, stdout %q", args, r.code, r.stdout)
 		}
 	}
-	if r := w.run(t, w.env(), "--help"); !strings.Contains(r.stdout, "d1backup restore") || !strings.Contains(r.stdout, "d1backup verify") {
+	if r := w.run(t, w.env(), "--help"); !strings.Contains(r.stdout, "\n  restore ") || !strings.Contains(r.stdout, "\n  verify ") {
 		t.Errorf("usage lacks restore/verify:\n%s", r.stdout)
 	}
 }

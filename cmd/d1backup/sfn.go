@@ -13,6 +13,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/aws-sdk-go-v2/service/sfn/types"
+	"github.com/spf13/cobra"
 
 	"github.com/d1backup/d1backup/internal/config"
 )
@@ -32,24 +33,34 @@ func sfnClient(ctx context.Context) (*sfn.Client, error) {
 	return sfn.NewFromConfig(cfg), nil
 }
 
-func stateMachineFlag(e env, value string) (string, error) {
-	if value == "" {
-		value = e.getenv(config.EnvStateMachineARN)
+// stateMachine is the configured state machine ARN (--state-machine or
+// D1BACKUP_STATE_MACHINE_ARN; the settings table checks its shape).
+func stateMachine(cmd *cobra.Command, e env) (string, error) {
+	cfg, err := loadConfig(cmd, e)
+	if err != nil {
+		return "", err
 	}
-	if !strings.HasPrefix(value, "arn:") || !strings.Contains(value, ":stateMachine:") {
-		return "", usageError{fmt.Sprintf("--state-machine (or %s) must be the ARN of the deployed run state machine (the RunStateMachineArn output of cdk deploy); got %q", config.EnvStateMachineARN, value)}
+	if cfg.StateMachineARN == "" {
+		return "", usageError{fmt.Sprintf("no state machine: pass --state-machine or set %s to the BackupRunStateMachineArn output of cdk deploy", config.EnvStateMachineARN)}
 	}
-	return value, nil
+	return cfg.StateMachineARN, nil
 }
 
-func cmdRun(ctx context.Context, args []string, e env) error {
-	fs := newFlags(e, "run", "run [--state-machine <arn>] [--wait]")
-	smFlag := fs.String("state-machine", "", "ARN of the scheduled run state machine (default "+config.EnvStateMachineARN+")")
-	wait := fs.Bool("wait", false, "wait for the run to end; exit 1 if it failed")
-	if err := parse(fs, args, e); err != nil {
-		return err
+func newRunCmd(e env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run [--wait]",
+		Short: "Start the deployed scheduled run now",
+		Args:  cobra.NoArgs,
 	}
-	sm, err := stateMachineFlag(e, *smFlag)
+	wait := cmd.Flags().Bool("wait", false, "wait for the run to end; exit 1 if it failed")
+	config.BindFlags(cmd.Flags(), config.SettingStateMachine)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return runNow(cmd, e, *wait) }
+	return cmd
+}
+
+func runNow(cmd *cobra.Command, e env, wait bool) error {
+	ctx := cmd.Context()
+	sm, err := stateMachine(cmd, e)
 	if err != nil {
 		return err
 	}
@@ -66,7 +77,7 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("start execution: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "started %s\n", aws.ToString(out.ExecutionArn))
-	if !*wait {
+	if !wait {
 		return nil
 	}
 	for {
@@ -89,18 +100,25 @@ func cmdRun(ctx context.Context, args []string, e env) error {
 	}
 }
 
-func cmdExecutions(ctx context.Context, args []string, e env) error {
-	fs := newFlags(e, "executions", "executions [--state-machine <arn>] [--limit N] [--json]")
-	smFlag := fs.String("state-machine", "", "ARN of a d1backup state machine (default "+config.EnvStateMachineARN+")")
-	limit := fs.Int("limit", 10, "how many recent executions")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args, e); err != nil {
-		return err
+func newExecutionsCmd(e env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "executions [--limit N]",
+		Short: "Recent executions of a deployed state machine, with failures and causes",
+		Args:  cobra.NoArgs,
 	}
-	if *limit < 1 || *limit > 1000 {
+	limit := cmd.Flags().Int("limit", 10, "how many recent executions")
+	asJSON := cmd.Flags().Bool("json", false, "print JSON")
+	config.BindFlags(cmd.Flags(), config.SettingStateMachine)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return executions(cmd, e, *limit, *asJSON) }
+	return cmd
+}
+
+func executions(cmd *cobra.Command, e env, limit int, asJSON bool) error {
+	ctx := cmd.Context()
+	if limit < 1 || limit > 1000 {
 		return usageError{"--limit must be from 1 to 1000"}
 	}
-	sm, err := stateMachineFlag(e, *smFlag)
+	sm, err := stateMachine(cmd, e)
 	if err != nil {
 		return err
 	}
@@ -108,7 +126,7 @@ func cmdExecutions(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return err
 	}
-	list, err := client.ListExecutions(ctx, &sfn.ListExecutionsInput{StateMachineArn: aws.String(sm), MaxResults: int32(*limit)})
+	list, err := client.ListExecutions(ctx, &sfn.ListExecutionsInput{StateMachineArn: aws.String(sm), MaxResults: int32(limit)})
 	if err != nil {
 		return fmt.Errorf("list executions: %w", err)
 	}
@@ -133,7 +151,7 @@ func cmdExecutions(ctx context.Context, args []string, e env) error {
 		}
 		rows = append(rows, r)
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rows)
@@ -150,13 +168,17 @@ func cmdExecutions(ctx context.Context, args []string, e env) error {
 	return tw.Flush()
 }
 
-func cmdRedrive(ctx context.Context, args []string, e env) error {
-	fs := newFlags(e, "redrive", "redrive <execution-arn>")
-	pos, err := parseN(fs, args, e, 1)
-	if err != nil {
-		return err
+func newRedriveCmd(e env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "redrive <execution-arn>",
+		Short: "Rerun a failed execution from the state that failed",
+		Args:  exactArgs(1, "missing argument: the ARN of the failed execution (see d1backup executions)"),
+		RunE:  func(cmd *cobra.Command, args []string) error { return redrive(cmd, e, args[0]) },
 	}
-	arn := pos[0]
+}
+
+func redrive(cmd *cobra.Command, e env, arn string) error {
+	ctx := cmd.Context()
 	if !strings.HasPrefix(arn, "arn:") || !strings.Contains(arn, ":execution:") {
 		return usageError{fmt.Sprintf("%q is not an execution ARN (see d1backup executions)", arn)}
 	}

@@ -1,63 +1,71 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"text/tabwriter"
+
+	"github.com/spf13/cobra"
 
 	"github.com/d1backup/d1backup/internal/restore"
 )
 
-const verifySynopsis = `verify <key | r2://<bucket>/<key> | path> [--dest ...] [--json]
-
-Checks a backup without touching any database: the stored object's and the
+const verifyLong = `Checks a backup without touching any database: the stored object's and the
 SQL's size and SHA-256 against the manifest, then loads the SQL into a
 scratch SQLite database and runs PRAGMA integrity_check and
 foreign_key_check. Prints per-table row counts and the schema hash. Exits
 non-zero on any problem.`
 
-func cmdVerify(ctx context.Context, args []string, e env) error {
-	fs := newFlags(e, "verify", verifySynopsis)
-	dest := fs.String("dest", "", "where the backups are, for a key (default: R2_BUCKET if set, else ./d1-backups)")
-	identity := fs.String("identity", "", "age identity file (AGE-SECRET-KEY-1...) for an encrypted backup")
-	tempDir := fs.String("temp-dir", "", "folder for the SQL and the scratch database (default: the system's)")
-	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
-	pos, err := parseInterleaved(fs, args, e)
-	if err != nil {
-		return err
+func newVerifyCmd(e env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify <key | r2://<bucket>/<key> | path>",
+		Short: "Prove a backup restores, without touching any database",
+		Long:  verifyLong,
+		Args:  exactArgs(1, "give one backup: a key as 'd1backup list' shows it, r2://<bucket>/<key>, or a local path"),
 	}
-	if len(pos) != 1 {
-		return usageError{"give one backup: a key as 'd1backup list' shows it, r2://<bucket>/<key>, or a local path"}
-	}
-	cfg, err := loadConfig(e)
-	if err != nil {
-		return err
-	}
-	src, err := openSource(cfg, pos[0], *dest)
-	if err != nil {
-		return err
-	}
-	ids, err := readIdentities(*identity)
-	if err != nil {
-		return err
-	}
-	rep, err := restore.Verify(ctx, src, restore.Options{TempDir: *tempDir, Identities: ids})
-	if rep == nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if jerr := enc.Encode(rep); jerr != nil {
-			return jerr
+	d := destFlag(cmd, "where the backups are, for a key")
+	identity := cmd.Flags().String("identity", "", "age identity file (AGE-SECRET-KEY-1...) for an encrypted backup")
+	tempDir := cmd.Flags().String("temp-dir", "", "folder for the SQL and the scratch database (default: the system's)")
+	asJSON := cmd.Flags().Bool("json", false, "print the report as JSON on stdout")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := loadConfig(cmd, e)
+		if err != nil {
+			return err
 		}
+		src, err := openSource(cfg, args[0], *d)
+		if err != nil {
+			return err
+		}
+		ids, err := readIdentities(*identity)
+		if err != nil {
+			return err
+		}
+		rep, err := restore.Verify(cmd.Context(), src, restore.Options{TempDir: *tempDir, Identities: ids})
+		if rep == nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			if jerr := enc.Encode(rep); jerr != nil {
+				return jerr
+			}
+			return err
+		}
+		printReport(e, rep)
 		return err
 	}
-	printReport(e, rep)
-	return err
+	return cmd
+}
+
+// exactArgs wants n positional arguments, else a usage error saying msg.
+func exactArgs(n int, msg string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{msg}
+		}
+		return nil
+	}
 }
 
 func printReport(e env, r *restore.Report) {
@@ -98,31 +106,5 @@ func printReport(e env, r *restore.Report) {
 		fmt.Fprintln(out, "verified: the backup restores")
 	} else {
 		fmt.Fprintln(out, "NOT VERIFIED")
-	}
-}
-
-// parseInterleaved parses flags that may come before or after positional
-// arguments, which it returns.
-func parseInterleaved(fs *flag.FlagSet, args []string, e env) ([]string, error) {
-	for _, a := range args {
-		if a == "-h" || a == "-help" || a == "--help" {
-			fs.SetOutput(e.stdout)
-			fs.Usage()
-			return nil, flag.ErrHelp
-		}
-	}
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err.Error()}
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
 	}
 }

@@ -81,11 +81,12 @@ func run(ctx context.Context, args []string) error {
 	if *prefix == "" {
 		*prefix = cfg.Prefix
 	}
-	st, err := cfg.R2Store(cfg.R2Bucket, *prefix, hc)
+	cfg.Prefix = *prefix
+	st, err := cfg.OpenDest("", hc)
 	if err != nil {
 		return err
 	}
-	runner, err := backup.NewRunner(api, st, backup.Config{Compression: cfg.Compression, ToolVersion: "bench"})
+	runner, err := backup.NewRunner(api, st, cfg.Backup("bench"))
 	if err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("stored SQL has SHA-256 %s, want %s", sum.SQLSHA256, *wantSHA)
 	}
 	return json.NewEncoder(os.Stdout).Encode(result{
-		Compression: cfg.Compression, PartSize: cfg.PartSize, Concurrency: cfg.Concurrency,
+		Compression: cfg.Compression, PartSize: cfg.PartSize, Concurrency: cfg.PartConcurrency,
 		SQLBytes: sum.SQLBytes, StoredBytes: sum.StoredBytes, SQLSHA256: sum.SQLSHA256,
 		Seconds: secs, MBPerSecond: float64(sum.SQLBytes) / 1e6 / secs,
 		PeakRSSMiB: float64(testenv.PeakRSS()) / (1 << 20), Key: sum.Key,

@@ -1,17 +1,10 @@
-// Command poll-export is the Lambda function behind the workflow's PollExport step.
+// Command poll-export is the Lambda function of the workflow step registered as
+// "poll-export" in internal/step's Registry.
 package main
 
-import (
-	"context"
-
-	"github.com/aws/aws-lambda-go/lambda"
-
-	"github.com/d1backup/d1backup/internal/step"
-)
+import "github.com/d1backup/d1backup/internal/step"
 
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "dev"
 
-func main() {
-	lambda.Start(step.Load(context.Background(), step.Options{Store: false, Version: version}).PollExport)
-}
+func main() { step.Main("poll-export", version) }

@@ -23,6 +23,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/config"
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/d1emu"
 	"github.com/d1backup/d1backup/internal/d1emu/d1emutest"
@@ -33,6 +34,15 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+// testConfig is the pipeline's configuration with the settings' defaults,
+// the given compression, and no waiting.
+func testConfig(compression string) backup.Config {
+	cfg := config.Defaults().Backup("test")
+	cfg.Compression = compression
+	cfg.Sleep = func(context.Context, time.Duration) error { return nil }
+	return cfg
+}
 
 const seed = `
 CREATE TABLE customers (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, notes TEXT, photo BLOB);
@@ -54,10 +64,9 @@ func newEnv(t *testing.T, opts d1emu.Options) *env {
 	t.Helper()
 	emu := d1emutest.Start(t, opts)
 	db := emu.MustCreate(t, "shop", seed)
-	api, err := d1.New(d1.Config{
-		AccountID: emu.AccountID(), APIToken: emu.Token(), BaseURL: emu.BaseURL,
-		HTTPClient: emu.HTTP.Client(), MaxRetries: -1,
-	})
+	cfg := d1.NewConfig(emu.AccountID(), emu.Token(), emu.BaseURL)
+	cfg.HTTPClient, cfg.MaxRetries = emu.HTTP.Client(), 0
+	api, err := d1.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,12 +75,9 @@ func newEnv(t *testing.T, opts d1emu.Options) *env {
 
 func runner(t *testing.T, api backup.D1, st store.Store, compression string) *backup.Runner {
 	t.Helper()
-	r, err := backup.NewRunner(api, st, backup.Config{
-		Compression:  compression,
-		PollInterval: time.Millisecond,
-		Sleep:        func(context.Context, time.Duration) error { return nil },
-		ToolVersion:  "test",
-	})
+	cfg := testConfig(compression)
+	cfg.PollInterval = time.Millisecond
+	r, err := backup.NewRunner(api, st, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +179,7 @@ func TestBackupRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ext, _ := backup.Extension(compression)
-				if want := e.db.UUID + "/" + sum.Bookmark + ext; sum.Key != want {
+				if want, _ := backup.DumpKey(e.db.UUID, sum.Bookmark, compression, false); sum.Key != want {
 					t.Errorf("key = %s, want %s", sum.Key, want)
 				}
 				stored := get(t, st, sum.Key)
@@ -246,7 +251,7 @@ func TestNewDataNewKey(t *testing.T) {
 	if second.Key == first.Key || second.Bookmark <= first.Bookmark {
 		t.Fatalf("second backup %s (bookmark %s) should follow %s", second.Key, second.Bookmark, first.Key)
 	}
-	ms, err := backup.ListManifests(context.Background(), st, backup.DatabasePrefix(e.db.UUID))
+	ms, _, err := backup.ListManifests(context.Background(), st, backup.DatabasePrefix(e.db.UUID))
 	if err != nil || len(ms) != 2 {
 		t.Fatalf("ListManifests = %d, %v; want 2", len(ms), err)
 	}
@@ -378,11 +383,10 @@ func TestExportDeadline(t *testing.T) {
 	e := newEnv(t, d1emu.Options{ExportPolls: 1000})
 	st, _ := local.New(t.TempDir())
 	now := time.Now()
-	r, err := backup.NewRunner(e.api, st, backup.Config{
-		ExportTimeout: time.Minute,
-		Now:           func() time.Time { now = now.Add(10 * time.Second); return now },
-		Sleep:         func(context.Context, time.Duration) error { return nil },
-	})
+	cfg := testConfig("gzip")
+	cfg.ExportTimeout = time.Minute
+	cfg.Now = func() time.Time { now = now.Add(10 * time.Second); return now }
+	r, err := backup.NewRunner(e.api, st, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,10 +431,9 @@ func TestEncryption(t *testing.T) {
 			t.Fatal(err)
 		}
 		dump := bytes.NewBuffer(e.emu.MustDump(t, e.db.UUID))
-		r, err := backup.NewRunner(e.api, st, backup.Config{
-			Compression: compression, Recipients: []string{id1.Recipient().String(), id2.Recipient().String()},
-			Sleep: func(context.Context, time.Duration) error { return nil },
-		})
+		cfg := testConfig(compression)
+		cfg.Recipients = []string{id1.Recipient().String(), id2.Recipient().String()}
+		r, err := backup.NewRunner(e.api, st, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -472,7 +475,7 @@ func TestEncryption(t *testing.T) {
 			t.Errorf("stored_sha256 %s, want %s", m.StoredSHA256, sha(stored))
 		}
 	}
-	if _, err := backup.NewRunner(e.api, st, backup.Config{Recipients: []string{"age1notakey"}}); err == nil || !strings.Contains(err.Error(), "age-keygen") {
+	if _, err := backup.NewRunner(e.api, st, func() backup.Config { c := testConfig("gzip"); c.Recipients = []string{"age1notakey"}; return c }()); err == nil || !strings.Contains(err.Error(), "age-keygen") {
 		t.Errorf("bad recipient: %v, want a ConfigError pointing at age-keygen", err)
 	}
 }

@@ -45,7 +45,9 @@ func BenchmarkStore(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	api, err := d1.New(d1.Config{AccountID: emu.AccountID(), APIToken: emu.Token(), BaseURL: srv.URL + "/client/v4", HTTPClient: srv.Client()})
+	dcfg := d1.NewConfig(emu.AccountID(), emu.Token(), srv.URL+"/client/v4")
+	dcfg.HTTPClient = srv.Client()
+	api, err := d1.New(dcfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -65,7 +67,9 @@ func BenchmarkStore(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				r, err := backup.NewRunner(api, st, backup.Config{Compression: compression, PollInterval: time.Millisecond})
+				cfg := testConfig(compression)
+				cfg.PollInterval = time.Millisecond
+				r, err := backup.NewRunner(api, st, cfg)
 				if err != nil {
 					b.Fatal(err)
 				}

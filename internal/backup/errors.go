@@ -3,6 +3,8 @@ package backup
 import (
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/d1backup/d1backup/internal/d1"
@@ -80,6 +82,57 @@ type InternalError struct{ Err error }
 func (e *InternalError) Error() string { return e.Err.Error() }
 func (e *InternalError) Unwrap() error { return e.Err }
 
+// Kind is what the workflow does with an error class.
+type Kind int
+
+// Kinds of error class.
+const (
+	// Permanent: doing the same again fails the same way; the execution
+	// stops at the failed step (a redrive reruns it once the cause is fixed).
+	Permanent Kind = iota
+	// Retryable: the same step may succeed later; Retry blocks back off.
+	Retryable
+	// Restart: only a new export can go on; the workflow starts one.
+	Restart
+)
+
+// Class is an error class of the contract with the state machines: the Go
+// type name aws-lambda-go reports as errorType, and what the workflow does
+// with it.
+type Class struct {
+	Name string
+	Kind Kind
+	as   func(error) error
+}
+
+// NewClass is the class of errors of type T (a pointer type).
+func NewClass[T error](kind Kind) Class {
+	return Class{Name: reflect.TypeFor[T]().Elem().Name(), Kind: kind, as: func(err error) error {
+		var t T
+		if errors.As(err, &t) {
+			return t
+		}
+		return nil
+	}}
+}
+
+// classes are tried in order; the first whose type is in an error's chain
+// classifies it.
+var classes = []Class{
+	NewClass[*d1.RateLimitError](Retryable), NewClass[*d1.UnavailableError](Retryable),
+	NewClass[*d1.ExportBusyError](Retryable), NewClass[*d1.DownloadError](Retryable),
+	NewClass[*d1.ExportNotRunningError](Restart), NewClass[*d1.DownloadExpiredError](Restart),
+	NewClass[*d1.AuthError](Permanent), NewClass[*d1.NotFoundError](Permanent), NewClass[*d1.ExportFailedError](Permanent),
+	NewClass[*d1.RequestError](Permanent),
+	NewClass[*ExportTimeoutError](Permanent), NewClass[*TooManyRestartsError](Permanent), NewClass[*ConfigError](Permanent),
+	NewClass[*ConflictError](Permanent), NewClass[*IntegrityError](Permanent),
+	NewClass[*StoreUnavailableError](Retryable), NewClass[*StoreFailedError](Permanent),
+	NewClass[*InternalError](Permanent),
+}
+
+// Classes lists the error classes the pipeline's steps return.
+func Classes() []Class { return slices.Clone(classes) }
+
 // Classified returns the classified error inside err's chain, so that its Go
 // type name, which aws-lambda-go reports as errorType and the state machine
 // matches, is the class. Errors of no class become *InternalError.
@@ -87,32 +140,21 @@ func Classified(err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, try := range classes {
-		if c := try(err); c != nil {
-			return c
+	for _, c := range classes {
+		if e := c.as(err); e != nil {
+			return e
 		}
 	}
 	return &InternalError{Err: err}
 }
 
-func as[T error](err error) error {
-	var t T
-	if errors.As(err, &t) {
-		return t
+// KindOf is what the workflow does with err: the kind of its class, and
+// Permanent for an error of no class.
+func KindOf(err error) Kind {
+	for _, c := range classes {
+		if c.as(err) != nil {
+			return c.Kind
+		}
 	}
-	return nil
-}
-
-var classes = []func(error) error{
-	as[*d1.RateLimitError], as[*d1.UnavailableError], as[*d1.ExportBusyError], as[*d1.DownloadError],
-	as[*d1.ExportNotRunningError], as[*d1.DownloadExpiredError],
-	as[*d1.AuthError], as[*d1.NotFoundError], as[*d1.ExportFailedError], as[*d1.RequestError],
-	as[*ExportTimeoutError], as[*TooManyRestartsError], as[*ConfigError], as[*ConflictError],
-	as[*IntegrityError], as[*StoreUnavailableError], as[*StoreFailedError], as[*InternalError],
-}
-
-// Retryable reports whether running the same step again may succeed.
-func Retryable(err error) bool {
-	var su *StoreUnavailableError
-	return d1.IsRetryable(err) || errors.As(err, &su)
+	return Permanent
 }

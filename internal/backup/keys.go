@@ -3,44 +3,34 @@ package backup
 import (
 	"fmt"
 	"regexp"
-)
+	"strings"
 
-// Compression names.
-const (
-	CompressionGzip = "gzip"
-	CompressionZstd = "zstd"
-	CompressionNone = "none"
+	"github.com/d1backup/d1backup/internal/codec"
 )
 
 // AgeExtension ends the key of an encrypted dump.
 const AgeExtension = ".age"
 
-// Extension returns the dump file extension for a compression.
-func Extension(compression string) (string, error) {
-	switch compression {
-	case CompressionGzip:
-		return ".sql.gz", nil
-	case CompressionZstd:
-		return ".sql.zst", nil
-	case CompressionNone:
-		return ".sql", nil
-	}
-	return "", &ConfigError{Msg: fmt.Sprintf("compression %q: must be gzip, zstd or none", compression)}
-}
+// sqlExtension starts every dump key's extension; the codec's follows.
+const sqlExtension = ".sql"
 
-var safeBookmark = regexp.MustCompile(`^[0-9A-Za-z-]{1,128}$`)
+var (
+	safeBookmark = regexp.MustCompile(`^[0-9A-Za-z-]{1,128}$`)
+	databaseUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+)
 
 // DumpKey is where the dump of database id at bookmark is stored. The key
 // depends only on the export, so a rerun of the same export lands on the same
 // key; bookmarks sort in time order, so a database's backups list oldest first.
 func DumpKey(databaseID, bookmark, compression string, encrypted bool) (string, error) {
-	ext, err := Extension(compression)
+	c, err := codec.Lookup(compression)
 	if err != nil {
-		return "", err
+		return "", &ConfigError{Msg: err.Error()}
 	}
 	if !safeBookmark.MatchString(bookmark) {
 		return "", &ConfigError{Msg: fmt.Sprintf("bookmark %q has unexpected characters", bookmark)}
 	}
+	ext := sqlExtension + c.Ext
 	if encrypted {
 		ext += AgeExtension
 	}
@@ -54,4 +44,37 @@ func DatabasePrefix(databaseID string) string { return databaseID + "/" }
 // compression.
 func BookmarkPrefix(databaseID, bookmark string) string {
 	return DatabasePrefix(databaseID) + bookmark
+}
+
+// Key is a key of d1backup's own grammar, parsed:
+// <database uuid>/<bookmark>.sql<codec ext>[.age][.manifest.json].
+type Key struct {
+	DatabaseID  string
+	Bookmark    string
+	Compression string
+	Encrypted   bool
+	// Manifest is true for a manifest's key; Dump is then the key of the
+	// dump it describes.
+	Manifest bool
+	Dump     string
+}
+
+// ParseKey parses key (relative to the store's root) in d1backup's key
+// grammar; ok is false for any other key, which d1backup never touches.
+func ParseKey(key string) (k Key, ok bool) {
+	dump, isManifest := strings.CutSuffix(key, ManifestSuffix)
+	id, name, found := strings.Cut(dump, "/")
+	if !found || !databaseUUID.MatchString(id) {
+		return Key{}, false
+	}
+	bookmark, ext, found := strings.Cut(name, sqlExtension)
+	if !found || !safeBookmark.MatchString(bookmark) {
+		return Key{}, false
+	}
+	ext, encrypted := strings.CutSuffix(ext, AgeExtension)
+	c, known := codec.ByExt(ext)
+	if !known {
+		return Key{}, false
+	}
+	return Key{DatabaseID: id, Bookmark: bookmark, Compression: c.Name, Encrypted: encrypted, Manifest: isManifest, Dump: dump}, true
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"time"
 
@@ -86,7 +88,7 @@ func (m *Manifest) Summary(alreadyExisted bool) Summary {
 func RecordVerification(ctx context.Context, st store.Store, key string, v *Verification) error {
 	m, err := ReadManifest(ctx, st, key)
 	if err != nil {
-		return &StoreUnavailableError{Op: "read manifest " + key, Err: err}
+		return manifestError("read manifest "+key, err)
 	}
 	m.Verification = v
 	data, err := json.MarshalIndent(m, "", "  ")
@@ -95,49 +97,135 @@ func RecordVerification(ctx context.Context, st store.Store, key string, v *Veri
 	}
 	data = append(data, '\n')
 	if _, err := st.Put(ctx, key, bytes.NewReader(data), store.PutOptions{ContentType: "application/json", Size: int64(len(data)), Replace: true}); err != nil {
-		return &StoreUnavailableError{Op: "update manifest " + key, Err: err}
+		return storeError("update manifest "+key, err)
 	}
 	return nil
 }
 
-// ReadManifest loads the manifest under key (the manifest's own key).
+// maxManifestBytes bounds what ReadManifest reads: a manifest is a few KiB.
+const maxManifestBytes = 1 << 20
+
+// BadManifestError: the object under a manifest's key was read but is not a
+// d1backup manifest (not JSON, another format version, missing fields, or a
+// key that does not match where it is stored). It is a property of the
+// object, not of the store: retrying does not help.
+type BadManifestError struct {
+	Key string
+	Msg string
+}
+
+func (e *BadManifestError) Error() string {
+	return fmt.Sprintf("backup: %s is not a d1backup manifest: %s", e.Key, e.Msg)
+}
+
+// ReadManifest loads the manifest under key (the manifest's own key). A
+// store failure comes back as the store's error (wrapping store.ErrNotFound
+// or store.ErrTransient where they apply); an object that is not a manifest
+// as a *BadManifestError.
 func ReadManifest(ctx context.Context, st store.Store, key string) (*Manifest, error) {
 	rc, err := st.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", key, err)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(rc, maxManifestBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", key, err)
 	}
+	if len(data) > maxManifestBytes {
+		return nil, &BadManifestError{Key: key, Msg: fmt.Sprintf("larger than %d bytes", maxManifestBytes)}
+	}
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("read manifest %s: not a d1backup manifest: %w", key, err)
+		return nil, &BadManifestError{Key: key, Msg: "not JSON: " + err.Error()}
 	}
-	if m.Format != ManifestFormat || m.Key == "" {
-		return nil, fmt.Errorf("read manifest %s: unsupported manifest (format %d)", key, m.Format)
+	if m.Format != ManifestFormat {
+		return nil, &BadManifestError{Key: key, Msg: fmt.Sprintf("unsupported format %d (this version reads %d)", m.Format, ManifestFormat)}
+	}
+	if err := m.check(key); err != nil {
+		return nil, &BadManifestError{Key: key, Msg: err.Error()}
 	}
 	return &m, nil
 }
 
+// check holds a manifest to the key it is stored under: it must describe
+// the dump beside it, of a database and bookmark in d1backup's key grammar.
+func (m *Manifest) check(key string) error {
+	if m.Key == "" {
+		return fmt.Errorf("no dump key")
+	}
+	dump, ok := strings.CutSuffix(key, ManifestSuffix)
+	if !ok {
+		return fmt.Errorf("its key does not end in %s", ManifestSuffix)
+	}
+	// A manifest may be read from another root than the one it was written
+	// under (a local copy of one database's folder): its file name, and its
+	// folder where there is one, must still be the dump's.
+	if path.Base(m.Key) != path.Base(dump) {
+		return fmt.Errorf("it describes %s, not %s", m.Key, dump)
+	}
+	if dir := path.Dir(dump); dir != "." && path.Base(dir) != m.DatabaseID {
+		return fmt.Errorf("it describes database %s but is stored under %s", m.DatabaseID, dir)
+	}
+	k, ok := ParseKey(m.Key)
+	if !ok {
+		return fmt.Errorf("its dump key %q is not in d1backup's key grammar", m.Key)
+	}
+	if k.DatabaseID != m.DatabaseID || k.Bookmark != m.Bookmark || k.Compression != m.Compression || k.Encrypted != (m.Encryption != nil) {
+		return fmt.Errorf("its fields (database %s, bookmark %s, %s, encrypted %v) do not match its dump key %s", m.DatabaseID, m.Bookmark, m.Compression, m.Encryption != nil, m.Key)
+	}
+	if m.SQLBytes < 0 || m.StoredBytes < 0 {
+		return fmt.Errorf("negative sizes")
+	}
+	return nil
+}
+
+// manifestError classifies a failure to read a manifest.
+func manifestError(op string, err error) error {
+	var bad *BadManifestError
+	if errors.As(err, &bad) {
+		return &IntegrityError{Msg: bad.Error()}
+	}
+	return storeError(op, err)
+}
+
+// Skipped is an object a listing passed over, and why.
+type Skipped struct {
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+}
+
 // ListManifests returns the manifests of the backups under prefix (for
-// example a database UUID followed by "/"), oldest bookmark first.
-func ListManifests(ctx context.Context, st store.Store, prefix string) ([]*Manifest, error) {
+// example a database UUID followed by "/"), oldest bookmark first. Objects
+// under *.manifest.json that are not d1backup's, or that cannot be read,
+// are skipped with the reason (one bad object must not hide every other
+// backup); a failure to list at all is an error.
+func ListManifests(ctx context.Context, st store.Store, prefix string) ([]*Manifest, []Skipped, error) {
 	objs, err := st.List(ctx, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("list backups in %s: %w", st, err)
+		return nil, nil, storeError("list backups in "+st.String(), err)
 	}
-	var out []*Manifest
+	var (
+		out     []*Manifest
+		skipped []Skipped
+	)
 	for _, o := range objs {
-		if !strings.HasSuffix(o.Key, ManifestSuffix) {
+		k, ok := ParseKey(o.Key)
+		if !ok || !k.Manifest {
+			if strings.HasSuffix(o.Key, ManifestSuffix) {
+				skipped = append(skipped, Skipped{Key: o.Key, Reason: "not in d1backup's key grammar (<database uuid>/<bookmark>.sql...manifest.json)"})
+			}
 			continue
 		}
 		m, err := ReadManifest(ctx, st, o.Key)
 		if err != nil {
-			return nil, err
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			skipped = append(skipped, Skipped{Key: o.Key, Reason: err.Error()})
+			continue
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	return out, skipped, nil
 }

@@ -42,7 +42,7 @@ func Prune(ctx context.Context, st store.Store, databaseID string, p retention.P
 		}
 		for _, k := range d.Keys {
 			if err := st.Delete(ctx, k); err != nil {
-				return res, &StoreUnavailableError{Op: "delete " + k, Err: err}
+				return res, storeError("delete "+k, err)
 			}
 		}
 	}
@@ -54,7 +54,7 @@ func Prune(ctx context.Context, st store.Store, databaseID string, p retention.P
 func Backups(ctx context.Context, st store.Store, databaseID string) ([]retention.Backup, error) {
 	objs, err := st.List(ctx, DatabasePrefix(databaseID))
 	if err != nil {
-		return nil, &StoreUnavailableError{Op: "list backups of " + databaseID, Err: err}
+		return nil, storeError("list backups of "+databaseID, err)
 	}
 	byDump := map[string]*retention.Backup{}
 	var order []string

@@ -9,6 +9,8 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/d1backup/d1backup/internal/clock"
+	"github.com/d1backup/d1backup/internal/codec"
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/store"
 )
@@ -23,23 +25,25 @@ type D1 interface {
 
 var _ D1 = (*d1.Client)(nil)
 
-// Config tunes the pipeline. Zero values take the defaults.
+// Config tunes the pipeline. Every setting is used as given (the config
+// package derives it from the settings table, with their defaults); NewRunner
+// only checks it.
 type Config struct {
-	// Compression is gzip (default), zstd or none.
+	// Compression names a registered codec (see package codec).
 	Compression string
 	// Recipients are age X25519 public keys (age1...); when set, dumps are
 	// encrypted to them after compression. The writer needs no identity, so
 	// it cannot read backups.
 	Recipients []string
-	// PollInterval is the wait between polls. Default 5 s.
+	// PollInterval is the wait between polls.
 	PollInterval time.Duration
-	// ExportTimeout bounds one export from start to complete. Default 1 h.
+	// ExportTimeout bounds one export from start to complete.
 	ExportTimeout time.Duration
 	// MaxRestarts bounds the new exports started after one stopped running
-	// or its URL expired. Default 2; negative means none.
+	// or its URL expired; 0 means none.
 	MaxRestarts int
 	// MaxRetries bounds Run's retries of retryable failures (rate limits,
-	// busy exports, failed downloads or uploads). Default 3.
+	// busy exports, failed downloads or uploads); 0 means none.
 	MaxRetries int
 	// ToolVersion goes into manifests.
 	ToolVersion string
@@ -53,57 +57,36 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// Defaults.
-const (
-	DefaultPollInterval  = 5 * time.Second
-	DefaultExportTimeout = time.Hour
-	DefaultMaxRestarts   = 2
-	DefaultMaxRetries    = 3
-)
-
 // Runner runs the pipeline's steps against one D1 account and one store.
 type Runner struct {
 	d1         D1
 	store      store.Store
 	cfg        Config
+	codec      *codec.Codec
 	recipients []age.Recipient
 	log        *slog.Logger
 }
 
-// NewRunner validates cfg and returns a Runner.
+// NewRunner checks cfg and returns a Runner.
 func NewRunner(api D1, st store.Store, cfg Config) (*Runner, error) {
-	if cfg.Compression == "" {
-		cfg.Compression = CompressionGzip
-	}
-	if _, err := Extension(cfg.Compression); err != nil {
-		return nil, err
-	}
-	if cfg.PollInterval == 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.PollInterval < 0 {
-		return nil, &ConfigError{Msg: fmt.Sprintf("poll interval %s is negative", cfg.PollInterval)}
-	}
-	if cfg.ExportTimeout == 0 {
-		cfg.ExportTimeout = DefaultExportTimeout
-	}
-	if cfg.ExportTimeout < 0 {
-		return nil, &ConfigError{Msg: fmt.Sprintf("export timeout %s is negative", cfg.ExportTimeout)}
-	}
-	if cfg.MaxRestarts == 0 {
-		cfg.MaxRestarts = DefaultMaxRestarts
-	}
-	if cfg.MaxRetries == 0 {
-		cfg.MaxRetries = DefaultMaxRetries
-	}
-	if cfg.ToolVersion == "" {
-		cfg.ToolVersion = "dev"
+	c, err := codec.Lookup(cfg.Compression)
+	switch {
+	case err != nil:
+		return nil, &ConfigError{Msg: err.Error()}
+	case cfg.PollInterval <= 0:
+		return nil, &ConfigError{Msg: fmt.Sprintf("poll interval %s must be positive", cfg.PollInterval)}
+	case cfg.ExportTimeout <= 0:
+		return nil, &ConfigError{Msg: fmt.Sprintf("export timeout %s must be positive", cfg.ExportTimeout)}
+	case cfg.MaxRestarts < 0 || cfg.MaxRetries < 0:
+		return nil, &ConfigError{Msg: fmt.Sprintf("max restarts %d and max retries %d must not be negative", cfg.MaxRestarts, cfg.MaxRetries)}
+	case cfg.ToolVersion == "":
+		return nil, &ConfigError{Msg: "tool version is empty"}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = clock.Sleep
 	}
 	recipients, err := ParseRecipients(cfg.Recipients)
 	if err != nil {
@@ -113,7 +96,7 @@ func NewRunner(api D1, st store.Store, cfg Config) (*Runner, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{d1: api, store: st, cfg: cfg, recipients: recipients, log: log}, nil
+	return &Runner{d1: api, store: st, cfg: cfg, codec: c, recipients: recipients, log: log}, nil
 }
 
 // ParseRecipients parses age X25519 recipients (age1...).
@@ -129,17 +112,6 @@ func ParseRecipients(keys []string) ([]age.Recipient, error) {
 	return out, nil
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // Start starts an export. in is a Target (database_id and/or database_name)
 // or, when the workflow restarts an export that stopped, the previous Export.
 func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
@@ -147,7 +119,7 @@ func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
 	if in.Bookmark != "" {
 		// A previous export of this input existed: this is a restart.
 		restarts++
-		if r.cfg.MaxRestarts < 0 || restarts > r.cfg.MaxRestarts {
+		if restarts > r.cfg.MaxRestarts {
 			return Export{}, &TooManyRestartsError{Database: label(in), Restarts: restarts - 1, Cause: lastCause(in)}
 		}
 	}
@@ -249,7 +221,7 @@ func (r *Runner) Run(ctx context.Context, target Target) (Summary, error) {
 			r.log.Warn("export stopped; starting a new one", "database", exp.DatabaseName, "cause", err)
 			exp.RestartCause = &StepError{Error: fmt.Sprintf("%T", err), Cause: err.Error()}
 			start = true
-		case Retryable(err) && failures < r.cfg.MaxRetries:
+		case KindOf(err) == Retryable && failures < r.cfg.MaxRetries:
 			failures++
 			d := backoff(failures, err)
 			r.log.Warn("retrying", "database", label(exp), "attempt", failures+1, "wait", d, "cause", err)

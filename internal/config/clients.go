@@ -1,60 +1,86 @@
 package config
 
 import (
-	"fmt"
 	"net/http"
-	"net/url"
 	"runtime/debug"
 	"strings"
 
+	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/d1"
+	"github.com/d1backup/d1backup/internal/dest"
 	"github.com/d1backup/d1backup/internal/store"
-	"github.com/d1backup/d1backup/internal/store/local"
-	"github.com/d1backup/d1backup/internal/store/r2"
 )
+
+// RunRetries bounds how often one in-process run (the CLI) retries a
+// retryable failure; the workflow's retries are its Retry blocks.
+const RunRetries = 3
+
+// D1 returns the D1 client's configuration.
+func (c Config) D1(hc *http.Client) d1.Config {
+	cfg := d1.NewConfig(c.AccountID, c.APIToken, c.APIBaseURL)
+	cfg.HTTPClient = hc
+	return cfg
+}
 
 // D1Client builds the D1 API client.
 func (c Config) D1Client(hc *http.Client) (*d1.Client, error) {
 	if err := c.RequireD1(); err != nil {
 		return nil, err
 	}
-	return d1.New(d1.Config{AccountID: c.AccountID, APIToken: c.APIToken, BaseURL: c.APIBaseURL, HTTPClient: hc})
+	return d1.New(c.D1(hc))
 }
 
-// R2Store builds the store for an R2 bucket and prefix.
-func (c Config) R2Store(bucket, prefix string, hc *http.Client) (*r2.Store, error) {
-	if err := c.RequireR2(); err != nil {
-		return nil, err
+// Backup returns the pipeline's configuration.
+func (c Config) Backup(toolVersion string) backup.Config {
+	return backup.Config{
+		Compression:   c.Compression,
+		Recipients:    c.Recipients,
+		PollInterval:  c.PollInterval,
+		ExportTimeout: c.ExportTimeout,
+		MaxRestarts:   c.MaxRestarts,
+		MaxRetries:    RunRetries,
+		ToolVersion:   toolVersion,
 	}
-	return r2.New(r2.Config{
-		Endpoint: c.Endpoint(), Bucket: bucket, Prefix: prefix,
-		AccessKeyID: c.R2AccessKeyID, SecretAccessKey: c.R2SecretAccessKey,
-		PartSize: c.PartSize, Concurrency: c.Concurrency, HTTPClient: hc,
-	})
+}
+
+// Selection is which databases a run backs up.
+func (c Config) Selection() backup.Selection {
+	return backup.Selection{Databases: c.Databases, Include: c.Include, Exclude: c.Exclude}
+}
+
+// DestOptions are the options destinations are opened with.
+func (c Config) DestOptions(hc *http.Client) dest.Options {
+	return dest.Options{
+		Endpoint: c.Endpoint(), AccessKeyID: c.R2AccessKeyID, SecretAccessKey: c.R2SecretAccessKey,
+		PartSize: c.PartSize, PartConcurrency: c.PartConcurrency, HTTPClient: hc,
+	}
 }
 
 // DefaultDest is where backups go when no destination is given: the
 // configured bucket, else a local folder.
 func (c Config) DefaultDest() string {
 	if c.HasR2() {
-		return "r2://" + c.R2Bucket + "/" + strings.TrimPrefix(c.Prefix, "/")
+		return strings.TrimSuffix("r2://"+c.R2Bucket+"/"+strings.TrimPrefix(c.Prefix, "/"), "/")
 	}
 	return DefaultLocalDir
 }
 
-// OpenDest opens a destination: r2://bucket/prefix or a folder path.
-func (c Config) OpenDest(dest string, hc *http.Client) (store.Store, error) {
-	if dest == "" {
-		dest = c.DefaultDest()
+// OpenDest opens a destination (DefaultDest when d is empty). A bucket
+// destination needs the R2 credentials.
+func (c Config) OpenDest(d string, hc *http.Client) (store.Store, error) {
+	if d == "" {
+		d = c.DefaultDest()
 	}
-	if strings.Contains(dest, "://") {
-		u, err := url.Parse(dest)
-		if err != nil || (u.Scheme != "r2" && u.Scheme != "s3") || u.Host == "" {
-			return nil, fmt.Errorf("destination %q: use r2://<bucket>/<prefix> or a folder path", dest)
+	l, err := dest.Parse(d)
+	if err != nil {
+		return nil, err
+	}
+	if l.Scheme != "" {
+		if err := c.RequireR2(); err != nil {
+			return nil, err
 		}
-		return c.R2Store(u.Host, strings.TrimPrefix(u.Path, "/"), hc)
 	}
-	return local.New(dest)
+	return dest.OpenLocation(l, c.DestOptions(hc))
 }
 
 // HTTPClient is the client for R2 uploads: it keeps enough idle connections
@@ -62,7 +88,7 @@ func (c Config) OpenDest(dest string, hc *http.Client) (store.Store, error) {
 // beyond that paid a new TLS handshake each).
 func (c Config) HTTPClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = c.Concurrency + 2
+	t.MaxIdleConnsPerHost = c.PartConcurrency + 2
 	return &http.Client{Transport: t}
 }
 
@@ -74,5 +100,5 @@ func (c Config) BoundMemory(getenv func(string) string) {
 	if getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	debug.SetMemoryLimit(int64(c.Concurrency+2)*c.PartSize + 16<<20)
+	debug.SetMemoryLimit(int64(c.PartConcurrency+2)*c.PartSize + 16<<20)
 }

@@ -1,6 +1,8 @@
-// Package config holds the names of every setting and loads them. The CLI,
-// the Lambda functions and the CDK stack share these constants so they cannot
-// drift apart.
+// Package config is d1backup's one table of settings (settings.go) and what
+// is derived from it: environment parsing for the CLI and the Lambda
+// functions, CDK context parsing for the stack, CLI flags, and the Lambda
+// environment the stack writes. To add a setting, add a Config field and a
+// row to the table; every front door then reads, validates and documents it.
 package config
 
 // Environment variables. The first group follows wrangler's names.
@@ -24,10 +26,12 @@ const (
 	EnvExportTimeout = "D1BACKUP_EXPORT_TIMEOUT" // Go duration bounding an export, default 1h
 	EnvMaxRestarts   = "D1BACKUP_MAX_RESTARTS"   // new exports after one stopped running, default 2
 	EnvPartSize      = "D1BACKUP_PART_SIZE"      // multipart part size in bytes, default 16 MiB
-	EnvConcurrency   = "D1BACKUP_CONCURRENCY"    // parts uploaded at once, default 4
-	EnvDatabases     = "D1BACKUP_DATABASES"      // comma-separated names/UUIDs, or * for all
-	EnvInclude       = "D1BACKUP_INCLUDE"        // comma-separated glob patterns over names
-	EnvExclude       = "D1BACKUP_EXCLUDE"        // comma-separated glob patterns over names
+	EnvConcurrency   = "D1BACKUP_CONCURRENCY"    // databases backed up at once, default 4
+
+	EnvPartConcurrency = "D1BACKUP_PART_CONCURRENCY" // parts of one upload in flight, default 4
+	EnvDatabases       = "D1BACKUP_DATABASES"        // comma-separated names/UUIDs, or * for all
+	EnvInclude         = "D1BACKUP_INCLUDE"          // comma-separated glob patterns over names
+	EnvExclude         = "D1BACKUP_EXCLUDE"          // comma-separated glob patterns over names
 
 	// EnvAgeRecipients lists age X25519 public keys (comma-separated) the
 	// dumps are encrypted to; none means no encryption.

@@ -20,7 +20,8 @@ import (
 	"github.com/cloudflare/cloudflare-go/v6/option"
 )
 
-// Config configures a Client. Zero durations and counts take the defaults.
+// Config configures a Client. NewConfig fills in the defaults; New uses
+// the values as they are.
 type Config struct {
 	AccountID string
 	APIToken  string
@@ -29,8 +30,8 @@ type Config struct {
 	// HTTPClient serves API calls and dump downloads; http.DefaultClient if nil.
 	HTTPClient *http.Client
 	// MaxRetries bounds the SDK's own retries of one call (transport errors,
-	// 408, 409, 429, 5xx). Default 3. The SDK's default of 10 with no cap on
-	// Retry-After could keep a call alive for an hour.
+	// 408, 409, 429, 5xx); 0 means none. The SDK's default of 10 with no cap
+	// on Retry-After could keep a call alive for an hour.
 	MaxRetries int
 	// RequestTimeout bounds each attempt of an API call. Default 30 s.
 	RequestTimeout time.Duration
@@ -43,7 +44,7 @@ type Config struct {
 	DownloadHeaderTimeout time.Duration
 }
 
-// Defaults for Config's zero values.
+// Defaults NewConfig applies.
 const (
 	DefaultMaxRetries            = 3
 	DefaultRequestTimeout        = 30 * time.Second
@@ -58,6 +59,17 @@ type Client struct {
 }
 
 var hex32 = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// NewConfig returns the configuration for an account with the defaults.
+func NewConfig(accountID, apiToken, baseURL string) Config {
+	return Config{
+		AccountID: accountID, APIToken: apiToken, BaseURL: baseURL,
+		MaxRetries:            DefaultMaxRetries,
+		RequestTimeout:        DefaultRequestTimeout,
+		MaxRetryAfter:         DefaultMaxRetryAfter,
+		DownloadHeaderTimeout: DefaultDownloadHeaderTimeout,
+	}
+}
 
 // New validates cfg and builds a Client. It reads no environment: the
 // SDK's NewClient would pick up CLOUDFLARE_API_KEY and friends behind our back.
@@ -76,23 +88,14 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("d1: API base URL %q is not an http(s) URL", cfg.BaseURL)
 	}
+	switch {
+	case cfg.MaxRetries < 0:
+		return nil, fmt.Errorf("d1: MaxRetries %d is negative", cfg.MaxRetries)
+	case cfg.RequestTimeout <= 0, cfg.MaxRetryAfter <= 0, cfg.DownloadHeaderTimeout <= 0:
+		return nil, errors.New("d1: RequestTimeout, MaxRetryAfter and DownloadHeaderTimeout must be positive (start from NewConfig)")
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
-	}
-	if cfg.MaxRetries == 0 {
-		cfg.MaxRetries = DefaultMaxRetries
-	}
-	if cfg.MaxRetries < 0 {
-		cfg.MaxRetries = 0
-	}
-	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = DefaultRequestTimeout
-	}
-	if cfg.MaxRetryAfter == 0 {
-		cfg.MaxRetryAfter = DefaultMaxRetryAfter
-	}
-	if cfg.DownloadHeaderTimeout == 0 {
-		cfg.DownloadHeaderTimeout = DefaultDownloadHeaderTimeout
 	}
 	base := strings.TrimSuffix(cfg.BaseURL, "/") + "/"
 	svc := cfd1.NewDatabaseService(

@@ -36,11 +36,8 @@ func newFixture(t *testing.T, opts d1emu.Options) *fixture {
 
 func (f *fixture) client(t *testing.T, mod func(*d1.Config)) *d1.Client {
 	t.Helper()
-	cfg := d1.Config{
-		AccountID: f.emu.AccountID(), APIToken: f.emu.Token(),
-		BaseURL: f.emu.BaseURL, HTTPClient: f.emu.HTTP.Client(),
-		MaxRetries: 1, MaxRetryAfter: 2 * time.Second,
-	}
+	cfg := d1.NewConfig(f.emu.AccountID(), f.emu.Token(), f.emu.BaseURL)
+	cfg.HTTPClient, cfg.MaxRetries, cfg.MaxRetryAfter = f.emu.HTTP.Client(), 1, 2*time.Second
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -344,7 +341,7 @@ func TestDatabases(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
-	good := d1.Config{AccountID: strings.Repeat("a", 32), APIToken: "t", BaseURL: "https://api.example.com/client/v4"}
+	good := d1.NewConfig(strings.Repeat("a", 32), "t", "https://api.example.com/client/v4")
 	for _, tt := range []struct {
 		name string
 		mod  func(*d1.Config)
@@ -354,6 +351,8 @@ func TestNewValidates(t *testing.T) {
 		{"bad account", func(c *d1.Config) { c.AccountID = "xyz" }, "not 32 lower-case hex"},
 		{"no token", func(c *d1.Config) { c.APIToken = "" }, "API token is empty"},
 		{"bad url", func(c *d1.Config) { c.BaseURL = "ftp://x" }, "not an http(s) URL"},
+		{"negative retries", func(c *d1.Config) { c.MaxRetries = -1 }, "negative"},
+		{"no timeout", func(c *d1.Config) { c.RequestTimeout = 0 }, "must be positive"},
 	} {
 		cfg := good
 		tt.mod(&cfg)

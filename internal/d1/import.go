@@ -12,6 +12,8 @@ import (
 	"time"
 
 	cfd1 "github.com/cloudflare/cloudflare-go/v6/d1"
+
+	"github.com/d1backup/d1backup/internal/clock"
 )
 
 // DefaultImportPollInterval is the wait between import polls when
@@ -131,7 +133,7 @@ func (c *Client) Import(ctx context.Context, databaseID string, f ImportFile, op
 		if out.Bookmark == "" {
 			return out, &ImportFailedError{Database: databaseID, Message: fmt.Sprintf("import answer with status %q has no at_bookmark to poll", res.Status)}
 		}
-		if err := sleepCtx(ctx, interval); err != nil {
+		if err := clock.Sleep(ctx, interval); err != nil {
 			return out, fmt.Errorf("d1: import poll: %w", err)
 		}
 		out.Polls++
@@ -226,7 +228,7 @@ func (c *Client) upload(ctx context.Context, uploadURL string, f ImportFile) err
 	var last error
 	for attempt := 0; attempt <= c.cfg.MaxRetries; attempt++ {
 		if attempt > 0 {
-			if err := sleepCtx(ctx, time.Duration(attempt)*500*time.Millisecond); err != nil {
+			if err := clock.Sleep(ctx, time.Duration(attempt)*500*time.Millisecond); err != nil {
 				return fmt.Errorf("d1: %s: %w", op, err)
 			}
 		}
@@ -281,17 +283,6 @@ func (c *Client) uploadOnce(ctx context.Context, uploadURL string, f ImportFile)
 		return true, &UploadError{Op: op, StatusCode: res.StatusCode, Err: fmt.Errorf("ETag mismatch: storage received MD5 %s, the file has %s", etag, f.MD5)}
 	}
 	return false, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // ImportFailedError is an import D1 refused or that ended in status

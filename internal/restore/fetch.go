@@ -19,10 +19,9 @@ import (
 	"strings"
 
 	"filippo.io/age"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/codec"
 	"github.com/d1backup/d1backup/internal/store"
 )
 
@@ -99,10 +98,11 @@ func Fetch(ctx context.Context, src Source, opts Options) (*Dump, error) {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, &NotFoundError{Key: manifestKey, Store: src.Store.String()}
 		}
-		// ReadManifest's parse failures (the manifest was read, but is not
-		// one) are integrity failures; the rest are the store's.
-		if msg := err.Error(); strings.Contains(msg, "not a d1backup manifest") || strings.Contains(msg, "unsupported manifest") {
-			return nil, &IntegrityError{Key: dumpKey, Check: "manifest", Msg: msg}
+		// A manifest that was read but is not one is an integrity failure;
+		// the rest are the store's.
+		var bad *backup.BadManifestError
+		if errors.As(err, &bad) {
+			return nil, &IntegrityError{Key: dumpKey, Check: "manifest", Msg: bad.Error()}
 		}
 		return nil, fmt.Errorf("restore: %w", err)
 	}
@@ -155,28 +155,16 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 		}
 		compressed = dr
 	}
-	var sqlR io.Reader
-	switch m.Compression {
-	case backup.CompressionNone, "":
-		sqlR = compressed
-	case backup.CompressionGzip:
-		zr, err := gzip.NewReader(compressed)
-		if err != nil {
-			return nil, corrupt(key, stored, m, fmt.Errorf("not gzip data: %w", err))
-		}
-		zr.Multistream(false)
-		sqlR = zr
-	case backup.CompressionZstd:
-		zr, err := zstd.NewReader(compressed, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, fmt.Errorf("restore: zstd: %w", err)
-		}
-		defer zr.Close()
-		sqlR = zr
-	default:
+	c, err := codec.Lookup(m.Compression)
+	if err != nil {
 		return nil, &IntegrityError{Key: key, Check: "manifest", Msg: fmt.Sprintf("the manifest names compression %q, which this version cannot read", m.Compression)}
 	}
-
+	zr, err := c.NewReader(compressed)
+	if err != nil {
+		return nil, corrupt(key, stored, m, fmt.Errorf("not %s data: %w", c.Name, err))
+	}
+	defer zr.Close()
+	var sqlR io.Reader = zr
 	sqlSHA, sqlMD5 := &hashCount{h: sha256.New()}, md5.New()
 	// Split reads what the file receives, so the statements are scanned in
 	// the same pass.

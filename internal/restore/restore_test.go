@@ -19,6 +19,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/config"
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/d1emu"
 	"github.com/d1backup/d1backup/internal/d1emu/d1emutest"
@@ -38,7 +39,9 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	emu := d1emutest.Start(t, d1emu.Options{})
-	api, err := d1.New(d1.Config{AccountID: emu.AccountID(), APIToken: emu.Token(), BaseURL: emu.BaseURL, HTTPClient: emu.HTTP.Client(), MaxRetries: 1})
+	dcfg := d1.NewConfig(emu.AccountID(), emu.Token(), emu.BaseURL)
+	dcfg.HTTPClient, dcfg.MaxRetries = emu.HTTP.Client(), 1
+	api, err := d1.New(dcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +55,9 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) backup(t *testing.T, compression string, recipients ...string) backup.Summary {
 	t.Helper()
-	r, err := backup.NewRunner(w.api, w.store, backup.Config{Compression: compression, PollInterval: time.Millisecond, Recipients: recipients})
+	cfg := config.Defaults().Backup("test")
+	cfg.Compression, cfg.PollInterval, cfg.Recipients = compression, time.Millisecond, recipients
+	r, err := backup.NewRunner(w.api, w.store, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,13 +385,24 @@ func errString(err error) string {
 	return err.Error()
 }
 
+// testDatabaseID is the database the hand-made backups claim to be of.
+const testDatabaseID = "00000000-0000-4000-8000-000000000000"
+
+// backupKey is a key in d1backup's grammar for a hand-made, uncompressed
+// backup; name becomes its bookmark.
+func backupKey(name string) string { return testDatabaseID + "/" + name + ".sql" }
+
 // putBackup stores sql uncompressed with a correct manifest, as the backup
-// step would have.
+// step would have, under key (see backupKey).
 func putBackup(t *testing.T, st store.Store, key, sql string) {
 	t.Helper()
 	sum := sha256.Sum256([]byte(sql))
 	h := hex.EncodeToString(sum[:])
-	m := backup.Manifest{Format: backup.ManifestFormat, Tool: "d1backup", DatabaseID: "x", DatabaseName: "x", Bookmark: "b", Key: key,
+	k, ok := backup.ParseKey(key)
+	if !ok {
+		t.Fatalf("%s is not a backup key", key)
+	}
+	m := backup.Manifest{Format: backup.ManifestFormat, Tool: "d1backup", DatabaseID: k.DatabaseID, DatabaseName: "x", Bookmark: k.Bookmark, Key: key,
 		SQLBytes: int64(len(sql)), SQLSHA256: h, StoredBytes: int64(len(sql)), StoredSHA256: h, Compression: "none"}
 	mb, _ := json.Marshal(m)
 	ctx := context.Background()
@@ -408,7 +424,7 @@ func TestImportLimitsReportedBeforeUpload(t *testing.T) {
 		{"long statement", "CREATE TABLE t (v);\n" + long, "statement 2 (INSERT, at byte 20) is 102425 bytes"},
 		{"transaction", "BEGIN TRANSACTION;\nCREATE TABLE t (v);\nCOMMIT;\n", "statement 1 is BEGIN"},
 	} {
-		key := "x/" + strings.ReplaceAll(tt.name, " ", "-") + ".sql"
+		key := backupKey(strings.ReplaceAll(tt.name, " ", "-"))
 		putBackup(t, w.store, key, tt.sql)
 		w.emu.ResetRequests()
 		_, err := restore.ToD1(context.Background(), w.api, restore.Source{Store: w.store, Key: key}, restore.Target{Create: "t"}, w.opts())

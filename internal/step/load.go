@@ -70,20 +70,19 @@ func load(ctx context.Context, opts Options) (*Handlers, error) {
 	if opts.BoundMemory {
 		cfg.BoundMemory(os.Getenv)
 	}
+	version := cmp.Or(opts.Version, "dev")
 	d := Deps{
 		Config:     cfg,
 		HTTPClient: cfg.HTTPClient(),
 		Metrics:    logTo,
-		Backup: backup.Config{
-			ToolVersion: opts.Version,
-			Logger:      slog.New(slog.NewJSONHandler(logTo, nil)),
-		},
+		Backup:     cfg.Backup(version),
 	}
+	d.Backup.Logger = slog.New(slog.NewJSONHandler(logTo, nil))
 	if opts.Store {
 		if !cfg.HasR2() {
 			return nil, fmt.Errorf("%s is not set", config.EnvR2Bucket)
 		}
-		if d.Store, err = cfg.R2Store(cfg.R2Bucket, cfg.Prefix, d.HTTPClient); err != nil {
+		if d.Store, err = cfg.OpenDest("", d.HTTPClient); err != nil {
 			return nil, err
 		}
 	}

@@ -39,7 +39,9 @@ type Deps struct {
 	Config     config.Config
 	HTTPClient *http.Client
 	Store      store.Store
-	Backup     backup.Config
+	// Backup is the pipeline's configuration (Config.Backup, plus a
+	// logger).
+	Backup backup.Config
 	// Metrics receives the Embedded Metric Format line of each stored
 	// backup (Lambda: stdout); nil writes none.
 	Metrics io.Writer
@@ -55,23 +57,12 @@ func New(d Deps) (*Handlers, error) {
 	if err != nil {
 		return nil, &backup.ConfigError{Msg: "derive the key that seals dump URLs: " + config.EnvAPIToken + " (and " + config.EnvR2Secret + ") are too short to be real credentials"}
 	}
-	bc := d.Backup
-	bc.Compression = d.Config.Compression
-	bc.Recipients = d.Config.Recipients
-	bc.PollInterval = d.Config.PollInterval
-	bc.ExportTimeout = d.Config.ExportTimeout
-	bc.MaxRestarts = d.Config.MaxRestarts
-	if d.Config.MaxRestarts == 0 {
-		bc.MaxRestarts = -1
-	}
-	runner, err := backup.NewRunner(api, d.Store, bc)
+	runner, err := backup.NewRunner(api, d.Store, d.Backup)
 	if err != nil {
 		return nil, err
 	}
 	return &Handlers{runner: runner, api: api, sealer: sealer, metrics: d.Metrics, now: time.Now,
-		store: d.Store, policy: d.Config.Retention, verifyMax: d.Config.VerifyMaxBytes, sel: backup.Selection{
-			Databases: d.Config.Databases, Include: d.Config.Include, Exclude: d.Config.Exclude,
-		}}, nil
+		store: d.Store, policy: d.Config.Retention, verifyMax: d.Config.VerifyMaxBytes, sel: d.Config.Selection()}, nil
 }
 
 // DiscoverOutput is the discover step's output, the run workflow's Map input.

@@ -17,10 +17,37 @@ var ErrExists = errors.New("object already exists")
 // ErrNotFound is returned for a key that holds no object.
 var ErrNotFound = errors.New("object not found")
 
+// ErrTransient marks a failure that may pass if the operation is tried
+// again later (network, timeouts, 5xx, throttling). Backends classify their
+// own errors once, where they know what the server meant, by wrapping them
+// with Transient; every other failure (credentials, permissions, a missing
+// bucket, a bad request) is permanent. Callers ask IsTransient.
+var ErrTransient = errors.New("transient failure")
+
+// Transient marks err as transient; nil stays nil.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &transient{err}
+}
+
+type transient struct{ err error }
+
+func (t *transient) Error() string        { return t.err.Error() }
+func (t *transient) Unwrap() error        { return t.err }
+func (t *transient) Is(target error) bool { return target == ErrTransient }
+
+// IsTransient reports whether a store error may pass on a later retry.
+func IsTransient(err error) bool { return errors.Is(err, ErrTransient) }
+
 // Store is a destination for backups. Keys are slash-separated and relative
 // to the store's root (a bucket prefix or a folder); every backend rejects
 // keys that fail CheckKey, so a key valid for one is valid for all.
 type Store interface {
+	// Errors that may pass on a retry wrap ErrTransient (see Transient);
+	// every other error is permanent.
+	//
 	// Put writes everything r yields under key. The object becomes visible
 	// under key only once complete: if r returns an error, ctx ends, or the
 	// upload fails, nothing is left under key (and no partial upload lingers).

@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/d1backup/d1backup/internal/store"
+	"github.com/d1backup/d1backup/internal/stream"
 )
 
 // Store is a store.Store in a folder. Keys map to paths below it; as with
@@ -31,14 +32,15 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// New returns a store in dir, creating it if needed.
+// New returns a store in dir. The folder is created by the first Put, so
+// listing or reading a folder that does not exist changes nothing on disk.
 func New(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("local: folder is required")
 	}
 	dir = filepath.Clean(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("local: %w", err)
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("local: %s is not a folder", dir)
 	}
 	return &Store{dir: dir}, nil
 }
@@ -140,7 +142,7 @@ func (s *Store) put(ctx context.Context, key string, r io.Reader, opts store.Put
 // copyBody copies r to w until EOF, stopping when ctx ends, and checks the
 // length against size unless size is negative.
 func copyBody(ctx context.Context, w io.Writer, r io.Reader, size int64) (int64, error) {
-	src := &ctxReader{ctx: ctx, r: r}
+	src := stream.WithContext(ctx, r)
 	var lr io.Reader = src
 	if size >= 0 {
 		lr = io.LimitReader(src, size+1) // one byte more tells a longer body
@@ -158,24 +160,12 @@ func copyBody(ctx context.Context, w io.Writer, r io.Reader, size int64) (int64,
 	return n, nil
 }
 
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-// mkdirs creates dir and its missing parents below the store's folder and
-// returns the folders it created, deepest first.
+// mkdirs creates dir and its missing parents (the store's folder too, on
+// the first Put) and returns the folders it created, deepest first.
 func (s *Store) mkdirs(dir string) ([]string, error) {
 	var created []string
-	for d := dir; d != s.dir; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
 			break
 		}
 		created = append(created, d)

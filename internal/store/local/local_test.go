@@ -36,7 +36,9 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func TestNewCreatesFolder(t *testing.T) {
+// Reading a folder that does not exist changes nothing on disk; the first
+// Put creates it.
+func TestFolderCreatedByFirstPut(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	s, err := local.New(dir)
 	if err != nil {
@@ -45,8 +47,26 @@ func TestNewCreatesFolder(t *testing.T) {
 	if got, want := s.String(), dir; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
+	ctx := context.Background()
+	if objs, err := s.List(ctx, ""); err != nil || len(objs) != 0 {
+		t.Errorf("List of a missing folder = %v, %v; want nothing", objs, err)
+	}
+	if _, err := s.Get(ctx, "x/y"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get in a missing folder = %v, want ErrNotFound", err)
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("reading created %s (%v)", filepath.Dir(dir), err)
+	}
+	if _, err := s.Put(ctx, "x/y", strings.NewReader("data"), store.PutOptions{Size: 4}); err != nil {
+		t.Fatal(err)
+	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		t.Errorf("folder not created: %v", err)
+		t.Errorf("folder not created by Put: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := local.New(file); err == nil {
+		t.Error("New(a file) succeeded, want an error")
 	}
 	if _, err := local.New(""); err == nil {
 		t.Error(`New("") succeeded, want an error`)

@@ -40,16 +40,33 @@ func hasCode(err error, codes ...string) bool {
 	return false
 }
 
-// notFound makes err wrap store.ErrNotFound when S3 said the object is
-// absent. A missing bucket is a configuration error, not an absent object.
-func notFound(err error) error {
-	if hasCode(err, "NoSuchBucket") {
+// classify makes err wrap store.ErrNotFound when S3 said the object is
+// absent, and store.ErrTransient when a later retry may succeed. A missing
+// bucket is a configuration error, not an absent object.
+func classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case hasCode(err, "NoSuchBucket"):
 		return err
-	}
-	if hasCode(err, "NoSuchKey", "NotFound") || httpStatus(err) == http.StatusNotFound {
+	case hasCode(err, "NoSuchKey", "NotFound") || httpStatus(err) == http.StatusNotFound:
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	case IsRetryable(err):
+		return store.Transient(err)
 	}
 	return err
+}
+
+// classifyingBody marks a failure while reading an object's body (a reset
+// connection half-way through) as transient, as it would be on the request.
+type classifyingBody struct{ io.ReadCloser }
+
+func (b *classifyingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = classify(err)
+	}
+	return n, err
 }
 
 // isPreconditionFailed reports a conditional write refused because the key

@@ -203,7 +203,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		case err == nil:
 			return store.Object{}, fmt.Errorf("r2: put object %q: %w", key, store.ErrExists)
 		case !errors.Is(err, store.ErrNotFound):
-			return store.Object{}, err
+			return store.Object{}, fmt.Errorf("r2: put object %q: %w", key, err)
 		}
 	}
 
@@ -238,7 +238,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		if isPreconditionFailed(err) {
 			return store.Object{}, fmt.Errorf("r2: put object %q: %w", key, store.ErrExists)
 		}
-		return store.Object{}, fmt.Errorf("r2: put object %q: %w", key, err)
+		return store.Object{}, fmt.Errorf("r2: put object %q: %w", key, classify(err))
 	}
 	return store.Object{Key: key, Size: b.n, Modified: time.Now().UTC()}, nil
 }
@@ -330,9 +330,9 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		Key:    aws.String(s.prefix + key),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("r2: get object %q: %w", key, notFound(err))
+		return nil, fmt.Errorf("r2: get object %q: %w", key, classify(err))
 	}
-	return out.Body, nil
+	return &classifyingBody{ReadCloser: out.Body}, nil
 }
 
 // Stat describes the object under key.
@@ -345,7 +345,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Object, error) {
 		Key:    aws.String(s.prefix + key),
 	})
 	if err != nil {
-		return store.Object{}, fmt.Errorf("r2: head object %q: %w", key, notFound(err))
+		return store.Object{}, fmt.Errorf("r2: head object %q: %w", key, classify(err))
 	}
 	return store.Object{Key: key, Size: aws.ToInt64(out.ContentLength), Modified: aws.ToTime(out.LastModified)}, nil
 }
@@ -362,7 +362,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Object, error)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("r2: list objects %q: %w", prefix, err)
+			return nil, fmt.Errorf("r2: list objects %q: %w", prefix, classify(err))
 		}
 		for _, o := range page.Contents {
 			key := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
@@ -385,7 +385,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		Bucket: aws.String(s.bucket),
 		Key:    aws.String(s.prefix + key),
 	})
-	if err != nil && !errors.Is(notFound(err), store.ErrNotFound) {
+	if err = classify(err); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("r2: delete object %q: %w", key, err)
 	}
 	return nil
