@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -477,5 +479,58 @@ func TestEncryption(t *testing.T) {
 	}
 	if _, err := backup.NewRunner(e.api, st, func() backup.Config { c := testConfig("gzip"); c.Recipients = []string{"age1notakey"}; return c }()); err == nil || !strings.Contains(err.Error(), "age-keygen") {
 		t.Errorf("bad recipient: %v, want a ConfigError pointing at age-keygen", err)
+	}
+}
+
+// TestPreflightBeforeExport: a destination that cannot take the backup
+// (missing bucket, wrong secret, a folder that cannot be made) fails before D1 is asked
+// for an export, which would block the database; nothing is left behind.
+func TestPreflightBeforeExport(t *testing.T) {
+	s := testenv.RequireS3(t)
+	bucket := s.NewBucket(t)
+	for _, tt := range []struct {
+		name string
+		st   func(t *testing.T) store.Store
+	}{
+		{"missing bucket", func(t *testing.T) store.Store { return r2Store(t, s, "no-such-bucket", nil) }},
+		{"wrong secret", func(t *testing.T) store.Store {
+			st, err := r2.New(r2.Config{Endpoint: s.Endpoint, Region: s.Region, Bucket: bucket, AccessKeyID: s.AccessKeyID,
+				SecretAccessKey: "wrong-secret", PartSize: r2.MinPartSize, Concurrency: 1, HTTPClient: s.HTTPClient})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+		{"folder that cannot be made", func(t *testing.T) store.Store {
+			// A folder below a file cannot be created, whoever runs this.
+			f := filepath.Join(t.TempDir(), "file")
+			if err := os.WriteFile(f, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			st, err := local.New(filepath.Join(f, "backups"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, d1emu.Options{})
+			st := tt.st(t)
+			e.emu.ResetRequests()
+			_, err := runner(t, e.api, st, "gzip").Run(context.Background(), backup.Target{DatabaseName: "shop"})
+			var sf *backup.StoreFailedError
+			if !errors.As(err, &sf) || !strings.Contains(err.Error(), "preflight") {
+				t.Fatalf("Run = %v, want a StoreFailedError from the preflight", err)
+			}
+			for _, r := range e.emu.Requests() {
+				if r.Endpoint == d1emu.EndpointExport || r.Endpoint == d1emu.EndpointPoll {
+					t.Errorf("D1 was asked to export (%s %s) though the destination cannot take the backup", r.Method, r.Path)
+				}
+			}
+		})
+	}
+	if got := keys(t, r2Store(t, s, bucket, nil)); len(got) != 0 {
+		t.Errorf("objects left in the bucket: %v", got)
 	}
 }
