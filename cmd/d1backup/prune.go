@@ -61,6 +61,9 @@ func prune(cmd *cobra.Command, e env, d, database string, dryRun bool) error {
 		}
 		kept += res.Kept
 		deleted += res.Deleted
+		for _, w := range res.Warnings {
+			fmt.Fprintf(e.stderr, "warning: %s\n", w)
+		}
 		for _, d := range res.Decisions {
 			action := "keep"
 			if !d.Keep {

@@ -22,12 +22,14 @@ func writeBackup(t *testing.T, root, dbID string, n int, at time.Time, withManif
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte("PRAGMA defer_foreign_keys=TRUE;\n"), 0o644); err != nil {
+	sql := []byte("PRAGMA defer_foreign_keys=TRUE;\n")
+	if err := os.WriteFile(path, sql, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if withManifest {
 		m := backup.Manifest{Format: backup.ManifestFormat, Tool: "d1backup", DatabaseID: dbID, DatabaseName: "shop",
-			Bookmark: bookmark, Key: key, ExportStartedAt: at, ExportCompletedAt: at, StoredAt: at, Compression: "none"}
+			Bookmark: bookmark, Key: key, ExportStartedAt: at, ExportCompletedAt: at, StoredAt: at, Compression: "none",
+			SQLBytes: int64(len(sql)), SQLSHA256: sha(sql), StoredBytes: int64(len(sql)), StoredSHA256: sha(sql)}
 		b, _ := json.Marshal(m)
 		if err := os.WriteFile(path+backup.ManifestSuffix, b, 0o644); err != nil {
 			t.Fatal(err)

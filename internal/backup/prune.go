@@ -2,8 +2,9 @@ package backup
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/d1backup/d1backup/internal/retention"
@@ -13,31 +14,48 @@ import (
 // PruneResult is what a prune decided (and, unless it was a dry run, did)
 // for one database.
 type PruneResult struct {
-	DatabaseID string               `json:"database_id"`
-	Kept       int                  `json:"kept"`
-	Deleted    int                  `json:"deleted"`
-	DryRun     bool                 `json:"dry_run"`
-	Decisions  []retention.Decision `json:"-"`
+	DatabaseID string `json:"database_id"`
+	Kept       int    `json:"kept"`
+	Deleted    int    `json:"deleted"`
+	DryRun     bool   `json:"dry_run"`
+	// Warnings are backups kept because d1backup could not be sure of them
+	// (a manifest that could not be read, a dump that does not match its
+	// manifest), and objects that are not d1backup's.
+	Warnings  []string             `json:"warnings,omitempty"`
+	Decisions []retention.Decision `json:"-"`
 }
 
-// Prune applies a retention policy to the backups of one database. A dump
-// and its manifest go together; the manifest is deleted first, so an
-// interruption leaves at worst a dump without a manifest, which counts as an
-// unfinished backup and is pruned on a later run.
+// Prune applies a retention policy to the backups of one database, deleting
+// only what it is sure of: keys of d1backup's own grammar (anything else
+// under the database's folder is never touched), backups whose manifest
+// was read and whose dump exists with the recorded size, dumps whose
+// manifest is provably absent (unfinished backups, after a grace period)
+// and manifests whose dump is provably gone. A backup whose manifest cannot
+// be read (5xx, 403, timeout) or that does not match it is kept and
+// reported. The plan is made before anything is deleted, so a dry run
+// prints exactly what the real run does. A dump and its manifest go
+// together, manifest first, so an interruption leaves at worst a dump
+// without a manifest, an unfinished backup a later run removes.
 func Prune(ctx context.Context, st store.Store, databaseID string, p retention.Policy, now time.Time, dryRun bool) (PruneResult, error) {
 	res := PruneResult{DatabaseID: databaseID, DryRun: dryRun}
-	backups, err := Backups(ctx, st, databaseID)
+	backups, warnings, err := Backups(ctx, st, databaseID)
 	if err != nil {
 		return res, err
 	}
+	res.Warnings = warnings
 	res.Decisions = retention.Plan(backups, p, now)
 	for _, d := range res.Decisions {
 		if d.Keep {
 			res.Kept++
-			continue
+		} else {
+			res.Deleted++
 		}
-		res.Deleted++
-		if dryRun {
+	}
+	if dryRun {
+		return res, nil
+	}
+	for _, d := range res.Decisions {
+		if d.Keep {
 			continue
 		}
 		for _, k := range d.Keys {
@@ -49,56 +67,127 @@ func Prune(ctx context.Context, st store.Store, databaseID string, p retention.P
 	return res, nil
 }
 
-// Backups lists the backups of one database for retention: each dump with
-// its manifest, and dumps whose manifest is missing (unfinished backups).
-func Backups(ctx context.Context, st store.Store, databaseID string) ([]retention.Backup, error) {
+// Backups lists the backups of one database for retention, each dump with
+// its manifest, and says what it could not be sure of. Only keys in
+// d1backup's grammar are considered.
+func Backups(ctx context.Context, st store.Store, databaseID string) ([]retention.Backup, []string, error) {
 	objs, err := st.List(ctx, DatabasePrefix(databaseID))
 	if err != nil {
-		return nil, storeError("list backups of "+databaseID, err)
+		return nil, nil, storeError("list backups of "+databaseID, err)
 	}
-	byDump := map[string]*retention.Backup{}
-	var order []string
-	get := func(dump string) *retention.Backup {
-		b, ok := byDump[dump]
-		if !ok {
-			b = &retention.Backup{ID: dump}
-			byDump[dump] = b
-			order = append(order, dump)
-		}
-		return b
+	type entry struct {
+		dump, manifest *store.Object
 	}
-	for _, o := range objs {
-		dump := strings.TrimSuffix(o.Key, ManifestSuffix)
-		b := get(dump)
-		b.Keys = append(b.Keys, o.Key)
-		if dump == o.Key {
-			if b.Time.IsZero() {
-				b.Time = o.Modified
-			}
+	var (
+		warnings []string
+		byDump   = map[string]*entry{}
+	)
+	for i := range objs {
+		o := &objs[i]
+		k, ok := ParseKey(o.Key)
+		if !ok || k.DatabaseID != databaseID {
+			warnings = append(warnings, fmt.Sprintf("%s is not a d1backup key: left alone", o.Key))
 			continue
 		}
-		m, err := ReadManifest(ctx, st, o.Key)
+		e := byDump[k.Dump]
+		if e == nil {
+			e = &entry{}
+			byDump[k.Dump] = e
+		}
+		if k.Manifest {
+			e.manifest = o
+		} else {
+			e.dump = o
+		}
+	}
+	dumps := make([]string, 0, len(byDump))
+	for d := range byDump {
+		dumps = append(dumps, d)
+	}
+	sort.Strings(dumps)
+	var out []retention.Backup
+	for _, dump := range dumps {
+		e := byDump[dump]
+		b, warn, err := judge(ctx, st, dump, e.dump, e.manifest)
 		if err != nil {
-			continue // unreadable manifest: the backup counts as failed
+			return nil, nil, err
 		}
-		b.Good = true
-		b.Verified = m.Verified()
-		if m.Verification != nil && !m.Verification.OK {
-			b.Good = false
+		if warn != "" {
+			warnings = append(warnings, warn)
 		}
-		b.Time = m.ExportCompletedAt
-		if b.Time.IsZero() {
-			b.Time = m.StoredAt
+		out = append(out, b)
+	}
+	return out, warnings, nil
+}
+
+// judge decides what one backup is: good, unfinished, orphaned or held.
+func judge(ctx context.Context, st store.Store, dump string, dumpObj, manifestObj *store.Object) (retention.Backup, string, error) {
+	manifestKey := dump + ManifestSuffix
+	b := retention.Backup{ID: dump}
+	if manifestObj == nil {
+		// An unfinished backup only if its manifest is provably absent,
+		// not merely missing from a listing.
+		switch _, err := st.Stat(ctx, manifestKey); {
+		case errors.Is(err, store.ErrNotFound):
+		case err == nil:
+			b.Keys, b.Time = []string{manifestKey, dump}, dumpObj.Modified
+			b.Hold = "its manifest appeared while listing: kept until the next run"
+			return b, "", nil
+		default:
+			if ctx.Err() != nil {
+				return b, "", ctx.Err()
+			}
+			b.Keys, b.Time = []string{dump}, dumpObj.Modified
+			b.Hold = fmt.Sprintf("cannot tell whether it has a manifest (%v): kept", err)
+			return b, dump + ": " + b.Hold, nil
+		}
+		b.Keys, b.Time = []string{dump}, dumpObj.Modified
+		return b, "", nil
+	}
+	b.Keys = []string{manifestKey}
+	if dumpObj != nil {
+		b.Keys = append(b.Keys, dump)
+	}
+	b.Time = manifestObj.Modified
+	m, err := ReadManifest(ctx, st, manifestKey)
+	var bad *BadManifestError
+	switch {
+	case errors.As(err, &bad):
+		b.Hold = "its manifest is not a d1backup manifest (" + bad.Msg + "): kept for inspection"
+		return b, manifestKey + ": " + b.Hold, nil
+	case err != nil:
+		if ctx.Err() != nil {
+			return b, "", ctx.Err()
+		}
+		b.Hold = fmt.Sprintf("its manifest could not be read (%v): kept", err)
+		return b, manifestKey + ": " + b.Hold, nil
+	}
+	b.Time = m.ExportCompletedAt
+	if b.Time.IsZero() {
+		b.Time = m.StoredAt
+	}
+	if dumpObj == nil {
+		// A manifest counts only with its dump: make sure it is gone.
+		switch _, err := st.Stat(ctx, dump); {
+		case errors.Is(err, store.ErrNotFound):
+			return b, "", nil // an orphan manifest: nothing to restore, not good
+		case err == nil:
+			b.Keys = append(b.Keys, dump)
+			b.Hold = "its dump appeared while listing: kept until the next run"
+			return b, "", nil
+		default:
+			if ctx.Err() != nil {
+				return b, "", ctx.Err()
+			}
+			b.Hold = fmt.Sprintf("cannot tell whether its dump exists (%v): kept", err)
+			return b, dump + ": " + b.Hold, nil
 		}
 	}
-	out := make([]retention.Backup, 0, len(order))
-	for _, d := range order {
-		b := byDump[d]
-		// Manifest first: see Prune.
-		sort.Slice(b.Keys, func(i, j int) bool {
-			return strings.HasSuffix(b.Keys[i], ManifestSuffix) && !strings.HasSuffix(b.Keys[j], ManifestSuffix)
-		})
-		out = append(out, *b)
+	if dumpObj.Size != m.StoredBytes {
+		b.Hold = fmt.Sprintf("the dump is %d bytes, its manifest says %d: kept for inspection", dumpObj.Size, m.StoredBytes)
+		return b, dump + ": " + b.Hold, nil
 	}
-	return out, nil
+	b.Good = m.Verification == nil || m.Verification.OK
+	b.Verified = m.Verified()
+	return b, "", nil
 }

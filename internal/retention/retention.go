@@ -38,6 +38,10 @@ type Backup struct {
 	Good bool
 	// Verified is true when a verification of the backup succeeded.
 	Verified bool
+	// Hold, when set, says why the backup must not be deleted whatever the
+	// rules say (its manifest could not be read, it does not match its
+	// manifest): it is kept, and it does not count as good.
+	Hold string
 }
 
 // Decision says what happens to one backup and why.
@@ -89,6 +93,12 @@ func Plan(backups []Backup, p Policy, now time.Time) []Decision {
 		return ds
 	}
 
+	for i := range ds {
+		if ds[i].Hold != "" {
+			ds[i].Good = false
+			keep(&ds[i], ds[i].Hold)
+		}
+	}
 	newestGood, newestVerified := -1, -1
 	for i := range ds {
 		if ds[i].Good && newestGood < 0 {
@@ -100,7 +110,9 @@ func Plan(backups []Backup, p Policy, now time.Time) []Decision {
 	}
 	if newestGood < 0 {
 		for i := range ds {
-			keep(&ds[i], "no good backup exists: nothing is pruned")
+			if !ds[i].Keep {
+				keep(&ds[i], "no good backup exists: nothing is pruned")
+			}
 		}
 		return ds
 	}

@@ -163,3 +163,20 @@ func TestValidate(t *testing.T) {
 		t.Errorf("Validate = %v, want error naming keep-daily", err)
 	}
 }
+
+// A held backup is kept whatever the rules say, and never counts as the good
+// backup that lets others go.
+func TestHold(t *testing.T) {
+	now := at("2026-03-10T12:00:00Z")
+	backups := set("2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z")
+	backups = append(backups, retention.Backup{ID: "held", Time: at("2026-03-05T00:00:00Z"), Good: true, Hold: "its manifest could not be read"})
+	ds := retention.Plan(backups, retention.Policy{KeepLast: 1}, now)
+	if got, want := kept(ds), []string{"2026-03-02T00:00:00Z", "held"}; !slices.Equal(got, want) {
+		t.Errorf("kept %v, want %v", got, want)
+	}
+	for _, d := range ds {
+		if d.ID == "held" && !strings.Contains(strings.Join(d.Reasons, ";"), "could not be read") {
+			t.Errorf("held backup's reasons %v", d.Reasons)
+		}
+	}
+}

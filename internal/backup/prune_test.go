@@ -1,0 +1,277 @@
+package backup_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/retention"
+	"github.com/d1backup/d1backup/internal/store"
+	"github.com/d1backup/d1backup/internal/testenv"
+)
+
+const pruneDB = "0a1b2c3d-0000-4000-8000-00000000abcd"
+
+// putBackup writes a dump and its manifest as the store step would, for
+// the n-th export of pruneDB, exported at when.
+func putBackup(t *testing.T, st store.Store, n int, when time.Time) string {
+	t.Helper()
+	bookmark := fmt.Sprintf("%08x-00000000-00000000-%032x", n, n)
+	key, err := backup.DumpKey(pruneDB, bookmark, "none", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql := fmt.Sprintf("PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE t(x);\nINSERT INTO t VALUES(%d);\n", n)
+	ctx := context.Background()
+	if _, err := st.Put(ctx, key, strings.NewReader(sql), store.PutOptions{Size: int64(len(sql))}); err != nil {
+		t.Fatal(err)
+	}
+	m := backup.Manifest{Format: backup.ManifestFormat, Tool: "d1backup", DatabaseID: pruneDB, DatabaseName: "shop",
+		Bookmark: bookmark, Key: key, ExportStartedAt: when, ExportCompletedAt: when, StoredAt: when,
+		SQLBytes: int64(len(sql)), SQLSHA256: sha([]byte(sql)), StoredBytes: int64(len(sql)), StoredSHA256: sha([]byte(sql)), Compression: "none"}
+	b, _ := json.Marshal(m)
+	if _, err := st.Put(ctx, key+backup.ManifestSuffix, strings.NewReader(string(b)), store.PutOptions{Size: int64(len(b))}); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func put(t *testing.T, st store.Store, key, body string) {
+	t.Helper()
+	if _, err := st.Put(context.Background(), key, strings.NewReader(body), store.PutOptions{Size: int64(len(body))}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// failGets answers GETs of keys ending in one of suffixes with status (or,
+// for status 0, a timeout), as a misbehaving storage service would.
+type failGets struct {
+	base     http.RoundTripper
+	suffixes []string
+	status   int
+}
+
+func (f *failGets) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodGet && slices.ContainsFunc(f.suffixes, func(s string) bool { return strings.HasSuffix(req.URL.Path, s) }) {
+		if f.status == 0 {
+			return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ETIMEDOUT}
+		}
+		body := fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>injected</Message></Error>`, http.StatusText(f.status))
+		return &http.Response{StatusCode: f.status, Status: http.StatusText(f.status), Header: http.Header{"Content-Type": {"application/xml"}},
+			Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: req}, nil
+	}
+	return f.base.RoundTrip(req)
+}
+
+// TestPruneDeletesOnlyWhatItIsSureOf: retention on a bucket where storage
+// misbehaves and foreign objects sit beside the backups.
+func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
+	s := testenv.RequireS3(t)
+	now := time.Now().UTC()
+	day := func(d int) time.Time { return now.Add(-time.Duration(d) * 24 * time.Hour) }
+	for _, tt := range []struct {
+		name string
+		// setup writes the objects; it returns the keys that must survive
+		// and the keys that must be gone.
+		setup      func(t *testing.T, st store.Store) (survive, gone []string)
+		policy     retention.Policy
+		fault      *failGets
+		wantWarned string
+		// later runs the prune this long after the objects were written
+		// (storage sets their modification times).
+		later time.Duration
+	}{
+		{
+			name:   "manifest GET fails with 503",
+			policy: retention.Policy{KeepLast: 1},
+			setup: func(t *testing.T, st store.Store) ([]string, []string) {
+				old := putBackup(t, st, 1, day(10))
+				mid := putBackup(t, st, 2, day(5))
+				newest := putBackup(t, st, 3, day(2))
+				return []string{mid, mid + backup.ManifestSuffix, newest, newest + backup.ManifestSuffix}, []string{old, old + backup.ManifestSuffix}
+			},
+			fault:      &failGets{suffixes: []string{"00000002.sql.manifest.json"}, status: http.StatusServiceUnavailable},
+			wantWarned: "could not be read",
+		},
+		{
+			name:   "manifest GET forbidden",
+			policy: retention.Policy{KeepLast: 1},
+			setup: func(t *testing.T, st store.Store) ([]string, []string) {
+				a := putBackup(t, st, 1, day(10))
+				b := putBackup(t, st, 2, day(5))
+				return []string{a, a + backup.ManifestSuffix, b, b + backup.ManifestSuffix}, nil
+			},
+			fault:      &failGets{suffixes: []string{"00000001.sql.manifest.json"}, status: http.StatusForbidden},
+			wantWarned: "could not be read",
+		},
+		{
+			name:   "manifest GET times out",
+			policy: retention.Policy{KeepLast: 1},
+			setup: func(t *testing.T, st store.Store) ([]string, []string) {
+				a := putBackup(t, st, 1, day(10))
+				b := putBackup(t, st, 2, day(5))
+				return []string{a, a + backup.ManifestSuffix, b, b + backup.ManifestSuffix}, nil
+			},
+			fault:      &failGets{suffixes: []string{"00000001.sql.manifest.json"}},
+			wantWarned: "could not be read",
+		},
+		{
+			name:   "orphan manifest is not the newest good backup",
+			policy: retention.Policy{KeepLast: 1},
+			setup: func(t *testing.T, st store.Store) ([]string, []string) {
+				a := putBackup(t, st, 1, day(10))
+				b := putBackup(t, st, 2, day(9))
+				c := putBackup(t, st, 3, day(8))
+				orphan := putBackup(t, st, 4, day(1))
+				if err := st.Delete(context.Background(), orphan); err != nil {
+					t.Fatal(err)
+				}
+				return []string{c, c + backup.ManifestSuffix}, []string{a, a + backup.ManifestSuffix, b, b + backup.ManifestSuffix, orphan + backup.ManifestSuffix}
+			},
+		},
+		{
+			name:   "foreign files are never touched",
+			policy: retention.Policy{KeepLast: 1},
+			setup: func(t *testing.T, st store.Store) ([]string, []string) {
+				a := putBackup(t, st, 1, day(10))
+				b := putBackup(t, st, 2, day(1))
+				foreign := []string{pruneDB + "/notes.txt", pruneDB + "/sub/x.bin", pruneDB + "/README.manifest.json", pruneDB + "/00000001-00000000-00000000-00000000000000000000000000000001.sql.bak"}
+				for _, k := range foreign {
+					put(t, st, k, "not a backup")
+				}
+				return append(foreign, b, b+backup.ManifestSuffix), []string{a, a + backup.ManifestSuffix}
+			},
+			wantWarned: "not a d1backup key: left alone",
+			later:      72 * time.Hour,
+		},
+		{
+			name:   "corrupt manifest is kept for inspection",
+			policy: retention.Policy{KeepLast: 1},
+			setup: func(t *testing.T, st store.Store) ([]string, []string) {
+				a := putBackup(t, st, 1, day(10))
+				b := putBackup(t, st, 2, day(1))
+				if err := st.Delete(context.Background(), a+backup.ManifestSuffix); err != nil {
+					t.Fatal(err)
+				}
+				put(t, st, a+backup.ManifestSuffix, `{"format": 1, "key": "elsewhere/x.sql"}`)
+				return []string{a, a + backup.ManifestSuffix, b, b + backup.ManifestSuffix}, nil
+			},
+			wantWarned: "not a d1backup manifest",
+		},
+		{
+			name:   "dump not matching its manifest is kept",
+			policy: retention.Policy{KeepLast: 1},
+			setup: func(t *testing.T, st store.Store) ([]string, []string) {
+				a := putBackup(t, st, 1, day(10))
+				b := putBackup(t, st, 2, day(1))
+				if err := st.Delete(context.Background(), a); err != nil {
+					t.Fatal(err)
+				}
+				put(t, st, a, "shorter")
+				return []string{a, a + backup.ManifestSuffix, b, b + backup.ManifestSuffix}, nil
+			},
+			wantWarned: "its manifest says",
+		},
+		{
+			name:   "unfinished dump removed once old",
+			policy: retention.Policy{KeepLast: 1},
+			setup: func(t *testing.T, st store.Store) ([]string, []string) {
+				a := putBackup(t, st, 1, day(1))
+				old := putBackup(t, st, 2, day(0))
+				if err := st.Delete(context.Background(), old+backup.ManifestSuffix); err != nil {
+					t.Fatal(err)
+				}
+				return []string{a, a + backup.ManifestSuffix}, []string{old}
+			},
+			later: 48 * time.Hour,
+		},
+		{
+			name:   "unfinished dump kept while young",
+			policy: retention.Policy{KeepLast: 1},
+			setup: func(t *testing.T, st store.Store) ([]string, []string) {
+				a := putBackup(t, st, 1, day(1))
+				young := putBackup(t, st, 2, day(0))
+				if err := st.Delete(context.Background(), young+backup.ManifestSuffix); err != nil {
+					t.Fatal(err)
+				}
+				return []string{a, a + backup.ManifestSuffix, young}, nil
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bucket := s.NewBucket(t)
+			plain := r2Store(t, s, bucket, nil)
+			survive, gone := tt.setup(t, plain)
+			st := plain
+			if tt.fault != nil {
+				tt.fault.base = s.HTTPClient.Transport
+				st = r2Store(t, s, bucket, &http.Client{Transport: tt.fault})
+			}
+			ctx := context.Background()
+			dry, err := backup.Prune(ctx, st, pruneDB, tt.policy, now.Add(tt.later), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantWarned != "" && !strings.Contains(strings.Join(dry.Warnings, "\n"), tt.wantWarned) {
+				t.Errorf("warnings %q lack %q", dry.Warnings, tt.wantWarned)
+			}
+			res, err := backup.Prune(ctx, st, pruneDB, tt.policy, now.Add(tt.later), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The dry run said exactly what the real run did.
+			if got, want := planned(dry), planned(res); !slices.Equal(got, want) {
+				t.Errorf("dry run planned\n%v\nthe real run did\n%v", got, want)
+			}
+			left := keys(t, plain)
+			for _, k := range survive {
+				if !slices.Contains(left, k) {
+					t.Errorf("%s was deleted; left %v", k, left)
+				}
+			}
+			for _, k := range gone {
+				if slices.Contains(left, k) {
+					t.Errorf("%s was kept; decisions %v", k, planned(res))
+				}
+			}
+		})
+	}
+}
+
+func planned(r backup.PruneResult) []string {
+	var out []string
+	for _, d := range r.Decisions {
+		out = append(out, fmt.Sprintf("%s keep=%v", d.ID, d.Keep))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestListManifestsSkipsForeignAndCorrupt: one bad manifest-looking object
+// must not hide every other backup.
+func TestListManifestsSkipsForeignAndCorrupt(t *testing.T) {
+	s := testenv.RequireS3(t)
+	st := r2Store(t, s, s.NewBucket(t), nil)
+	good := putBackup(t, st, 7, time.Now())
+	put(t, st, "README.manifest.json", "hello")
+	put(t, st, pruneDB+"/00000009-00000000-00000000-00000000000000000000000000000009.sql.manifest.json", "{not json")
+	ms, skipped, err := backup.ListManifests(context.Background(), st, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 || ms[0].Key != good {
+		t.Errorf("manifests %v, want only %s", ms, good)
+	}
+	if len(skipped) != 2 {
+		t.Errorf("skipped %v, want the two bad ones with reasons", skipped)
+	}
+}
