@@ -78,9 +78,9 @@ type database struct {
 	mu          sync.Mutex
 	db          *sql.DB
 	lite        *liteConn // the query API's connection; nil until used
-	version     uint64 // write counter: leading field of the bookmark
-	contentHash []byte // content hash seen at version; nil when unknown
-	dataVersion int64  // PRAGMA data_version when contentHash was taken
+	version     uint64    // write counter: leading field of the bookmark
+	contentHash []byte    // content hash seen at version; nil when unknown
+	dataVersion int64     // PRAGMA data_version when contentHash was taken
 	history     []versionAt
 	export      *export
 }
