@@ -21,7 +21,7 @@ const (
 	EndpointAny      = "any"      // Fault only: every endpoint where the kind applies
 )
 
-// Fault kinds.
+// Fault kinds; FaultKinds says where each applies and what it does.
 const (
 	FaultRateLimit    = "rate_limit"
 	FaultServerError  = "server_error"

@@ -2,7 +2,6 @@ package d1emu
 
 import (
 	"net/http"
-	"strings"
 )
 
 // Route is one HTTP route the emulator serves.
@@ -83,7 +82,3 @@ func (s *Server) routes() {
 	m.HandleFunc("/client/v4/", s.handleNoRoute)
 	s.mux = m
 }
-
-// isAPIPath reports whether a path is under the D1 API (as opposed to a
-// signed URL or a control endpoint).
-func isAPIPath(p string) bool { return strings.HasPrefix(p, "/client/v4/") }
