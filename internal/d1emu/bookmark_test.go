@@ -11,7 +11,6 @@ import (
 	"time"
 
 	cfd1 "github.com/cloudflare/cloudflare-go/v6/d1"
-	"github.com/cloudflare/cloudflare-go/v6/option"
 
 	"github.com/d1backup/d1backup/internal/d1emu"
 )
@@ -177,8 +176,7 @@ func TestBookmarkSDK(t *testing.T) {
 	first := e.bookmark(db.UUID)
 	clk.Advance(time.Hour)
 	e.mustQuery(db.UUID, "DELETE FROM users")
-	svc := cfd1.NewDatabaseTimeTravelService(option.WithBaseURL(e.srv.URL+"/client/v4"), option.WithAPIToken(e.Token()),
-		option.WithMaxRetries(0), option.WithHTTPClient(e.srv.Client()))
+	svc := cfd1.NewDatabaseTimeTravelService(e.sdkOptions()...)
 	var p cfd1.DatabaseTimeTravelGetBookmarkParams
 	p.AccountID.Value, p.AccountID.Present = e.AccountID(), true
 	now, err := svc.GetBookmark(context.Background(), db.UUID, p)

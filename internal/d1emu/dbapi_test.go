@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	cfd1 "github.com/cloudflare/cloudflare-go/v6/d1"
-	"github.com/cloudflare/cloudflare-go/v6/option"
 
 	"github.com/d1backup/d1backup/internal/d1emu"
 )
@@ -31,8 +30,7 @@ func TestJurisdictions(t *testing.T) {
 		t.Fatalf("create with a jurisdiction: %+v", env)
 	}
 
-	svc := cfd1.NewDatabaseService(option.WithBaseURL(e.srv.URL+"/client/v4"), option.WithAPIToken(e.Token()),
-		option.WithMaxRetries(0), option.WithHTTPClient(e.srv.Client()))
+	svc := cfd1.NewDatabaseService(e.sdkOptions()...)
 	ctx := context.Background()
 	var lp cfd1.DatabaseListParams
 	lp.AccountID.Value, lp.AccountID.Present = e.AccountID(), true

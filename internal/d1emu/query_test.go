@@ -12,7 +12,6 @@ import (
 	"time"
 
 	cfd1 "github.com/cloudflare/cloudflare-go/v6/d1"
-	"github.com/cloudflare/cloudflare-go/v6/option"
 
 	"github.com/d1backup/d1backup/internal/d1emu"
 )
@@ -312,21 +311,12 @@ func TestQuerySDK(t *testing.T) {
 	e := newEmu(t, d1emu.Options{})
 	db := e.mustCreate("app", smallSeed)
 	ctx := context.Background()
-	svc := cfd1.NewDatabaseService(option.WithBaseURL(e.srv.URL+"/client/v4"), option.WithAPIToken(e.Token()),
-		option.WithMaxRetries(0), option.WithHTTPClient(e.srv.Client()))
+	svc := cfd1.NewDatabaseService(e.sdkOptions()...)
 
-	var qb cfd1.DatabaseQueryParamsBodyD1SingleQuery
-	qb.Sql.Value, qb.Sql.Present = "SELECT id, name FROM users WHERE id > ? ORDER BY id; SELECT x'0102' AS b", true
-	qb.Params.Value, qb.Params.Present = []string{"1"}, true
-	var qp cfd1.DatabaseQueryParams
-	qp.AccountID.Value, qp.AccountID.Present = e.AccountID(), true
-	qp.Body = qb
-	if _, err := svc.Query(ctx, db.UUID, qp); err == nil || !strings.Contains(err.Error(), d1emu.MessageParamsNotLast) {
+	if _, err := svc.Query(ctx, db.UUID, e.sdkQuery("SELECT id, name FROM users WHERE id > ? ORDER BY id; SELECT x'0102' AS b", "1")); err == nil || !strings.Contains(err.Error(), d1emu.MessageParamsNotLast) {
 		t.Errorf("Query with parameters in the first statement: %v", err)
 	}
-	qb.Sql.Value = "SELECT x'0102' AS b; SELECT id, name FROM users WHERE id > ? ORDER BY id"
-	qp.Body = qb
-	page, err := svc.Query(ctx, db.UUID, qp)
+	page, err := svc.Query(ctx, db.UUID, e.sdkQuery("SELECT x'0102' AS b; SELECT id, name FROM users WHERE id > ? ORDER BY id", "1"))
 	if err != nil || len(page.Result) != 2 {
 		t.Fatalf("Query = %+v, %v", page, err)
 	}
@@ -337,13 +327,7 @@ func TestQuerySDK(t *testing.T) {
 		t.Errorf("Query meta %+v", m)
 	}
 
-	var rb cfd1.DatabaseRawParamsBodyD1SingleQuery
-	rb.Sql.Value, rb.Sql.Present = "INSERT INTO users (name) VALUES (?) RETURNING id, name", true
-	rb.Params.Value, rb.Params.Present = []string{"cy"}, true
-	var rp cfd1.DatabaseRawParams
-	rp.AccountID.Value, rp.AccountID.Present = e.AccountID(), true
-	rp.Body = rb
-	raw, err := svc.Raw(ctx, db.UUID, rp)
+	raw, err := svc.Raw(ctx, db.UUID, e.sdkRaw("INSERT INTO users (name) VALUES (?) RETURNING id, name", "cy"))
 	if err != nil || len(raw.Result) != 1 {
 		t.Fatalf("Raw = %+v, %v", raw, err)
 	}
@@ -352,11 +336,30 @@ func TestQuerySDK(t *testing.T) {
 		t.Errorf("Raw = %s, meta %+v", got, r.Meta)
 	}
 
-	rb.Sql.Value, rb.Params.Present = "SELECT * FROM nope", false
-	rp.Body = rb
-	_, err = svc.Raw(ctx, db.UUID, rp)
+	_, err = svc.Raw(ctx, db.UUID, e.sdkRaw("SELECT * FROM nope"))
 	var apiErr *cfd1.Error
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || len(apiErr.Errors) != 1 || apiErr.Errors[0].Code != 7500 || apiErr.Errors[0].Message != "no such table: nope: SQLITE_ERROR" {
 		t.Errorf("Raw of a missing table: %v", err)
 	}
+}
+
+// sdkQuery and sdkRaw are the SDK's parameters for one query.
+func (e *emu) sdkQuery(sql string, params ...string) cfd1.DatabaseQueryParams {
+	var b cfd1.DatabaseQueryParamsBodyD1SingleQuery
+	b.Sql.Value, b.Sql.Present = sql, true
+	b.Params.Value, b.Params.Present = params, params != nil
+	var p cfd1.DatabaseQueryParams
+	p.AccountID.Value, p.AccountID.Present = e.AccountID(), true
+	p.Body = b
+	return p
+}
+
+func (e *emu) sdkRaw(sql string, params ...string) cfd1.DatabaseRawParams {
+	var b cfd1.DatabaseRawParamsBodyD1SingleQuery
+	b.Sql.Value, b.Sql.Present = sql, true
+	b.Params.Value, b.Params.Present = params, params != nil
+	var p cfd1.DatabaseRawParams
+	p.AccountID.Value, p.AccountID.Present = e.AccountID(), true
+	p.Body = b
+	return p
 }
