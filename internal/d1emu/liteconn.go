@@ -60,6 +60,15 @@ func openLite(path string) (*liteConn, error) {
 		return nil, err
 	}
 	sqlite3.Xsqlite3_busy_timeout(c.tls, c.db, 5000)
+	// Defensive, as D1 is: no writable_schema, no corrupting the file.
+	va := c.malloc(16) // libc.VaList: 8 bytes per argument
+	rc = sqlite3.Xsqlite3_db_config(c.tls, c.db, sqlite3.SQLITE_DBCONFIG_DEFENSIVE, libc.VaList(va, int32(1), uintptr(0)))
+	libc.Xfree(c.tls, va)
+	if rc != sqlite3.SQLITE_OK {
+		err := c.error(rc)
+		c.close()
+		return nil, err
+	}
 	for _, l := range liteLimits {
 		sqlite3.Xsqlite3_limit(c.tls, c.db, l.id, l.value)
 	}

@@ -174,6 +174,7 @@ func TestQueryErrors(t *testing.T) {
 		{"begin", db.UUID, map[string]any{"sql": "BEGIN TRANSACTION; SELECT 1; COMMIT"}, 400, 7500, d1emu.MessageTransaction},
 		{"savepoint", db.UUID, map[string]any{"sql": "/* x */ SAVEPOINT a"}, 400, 7500, d1emu.MessageTransaction},
 		{"attach", db.UUID, map[string]any{"sql": "ATTACH '/tmp/d1emu-attack.db' AS x"}, 400, 7500, "too many attached databases - max 0: SQLITE_ERROR"},
+		{"writable schema", db.UUID, map[string]any{"sql": "PRAGMA writable_schema=ON; UPDATE sqlite_schema SET sql = 'CREATE TABLE users (x)' WHERE name = 'users'"}, 400, 7500, "table sqlite_master may not be modified: SQLITE_ERROR"},
 		{"vacuum into a file", db.UUID, map[string]any{"sql": "VACUUM INTO '/tmp/d1emu-attack.db'"}, 400, 7500, "SQLITE_ERROR"},
 		{"over 100 KB", db.UUID, map[string]any{"sql": long(d1emu.MaxStatementBytes + 1)}, 400, 7500, d1emu.MessageTooBig},
 		{"value over 2 MB", db.UUID, map[string]any{"sql": "SELECT zeroblob(2000001)"}, 400, 7500, "string or blob too big: SQLITE_TOOBIG"},
