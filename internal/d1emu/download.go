@@ -2,14 +2,10 @@ package d1emu
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -73,56 +69,6 @@ func (v *window) Write(p []byte) (int, error) {
 		return total, errWindowDone
 	}
 	return total, nil
-}
-
-const amzDate = "20060102T150405Z"
-
-func (s *Server) sign(path, date, expires string) string {
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(path + "\n" + date + "\n" + expires))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-// signedURL points back at the host the client called.
-func (s *Server) signedURL(r *http.Request, f *dumpFile) string {
-	return s.presign(r, "/__emu/dumps/"+f.id, f.expires)
-}
-
-// presign makes an S3-style presigned URL for path on the host the client
-// called, valid until expires.
-func (s *Server) presign(r *http.Request, path string, expires time.Time) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	ttl := int64(s.opts.URLTTL / time.Second)
-	date := expires.Add(-time.Duration(ttl) * time.Second).UTC().Format(amzDate)
-	exp := strconv.FormatInt(ttl, 10)
-	q := url.Values{}
-	q.Set("X-Amz-Algorithm", "AWS4-HMAC-SHA256")
-	q.Set("X-Amz-Date", date)
-	q.Set("X-Amz-Expires", exp)
-	q.Set("X-Amz-SignedHeaders", "host")
-	q.Set("X-Amz-Signature", s.sign(path, date, exp))
-	return scheme + "://" + r.Host + path + "?" + q.Encode()
-}
-
-// checkPresigned answers 403 as S3 would, and reports false, unless r
-// carries a valid, unexpired signature made by presign.
-func (s *Server) checkPresigned(c *call, r *http.Request) bool {
-	q := r.URL.Query()
-	date, exp, sig := q.Get("X-Amz-Date"), q.Get("X-Amz-Expires"), q.Get("X-Amz-Signature")
-	if !hmac.Equal([]byte(sig), []byte(s.sign(r.URL.Path, date, exp))) {
-		s.writeXMLError(c, http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
-		return false
-	}
-	t, err1 := time.Parse(amzDate, date)
-	secs, err2 := strconv.ParseInt(exp, 10, 64)
-	if err1 != nil || err2 != nil || !s.now().Before(t.Add(time.Duration(secs)*time.Second)) {
-		s.writeXMLError(c, http.StatusForbidden, "AccessDenied", "Request has expired")
-		return false
-	}
-	return true
 }
 
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {

@@ -1,29 +1,27 @@
 package d1emu
 
-// Import and create, as the D1 REST API has them:
+// Import, as the D1 REST API has it:
 //
-//	POST /accounts/{a}/d1/database                  {"name"} → the new, empty database
-//	POST /accounts/{a}/d1/database/{id}/import      {"action":"init","etag":md5}
+//	POST .../d1/database/{id}/import {"action":"init","etag":md5}
 //	     → {upload_url, filename}, or, when a file with that MD5 was uploaded
 //	       for this database before, an import already started (polling-shaped)
 //	PUT  upload_url (no auth; signed, expires like dump URLs)
 //	     → 200 with ETag "<md5 of the bytes received>"
 //	POST .../import {"action":"ingest","etag","filename"} → status "active"
 //	POST .../import {"action":"poll","current_bookmark"}
-//	     → "active" for SetImportPolls polls, then "complete" (result.final_bookmark,
-//	       num_queries, meta) or "error"; after that "Not currently importing anything."
+//	     → "active" for Options.ImportPolls polls, then "complete"
+//	       (result.final_bookmark, num_queries, meta) or "error"; after that
+//	       "Not currently importing anything."
 //
 // Ingest runs the whole file in one transaction (rolled back on any error)
 // while holding the database, so the import is atomic; the import counts as
-// running, and exports answer busy, until its outcome has been polled.
-// Limits enforced: upload over MaxImportBytes (HTTP 413), a statement over
-// MaxStatementBytes, BEGIN/COMMIT/SAVEPOINT statements, an uploaded file whose
-// MD5 is not the etag. Statements are delimited by SQLite's own
-// sqlite3_complete, so the emulator shares no parsing code with its clients.
+// running, and exports and queries answer busy, until its outcome has been
+// polled. Limits enforced: upload over MaxImportBytes (HTTP 413), a
+// statement over MaxStatementBytes, transaction control statements, an
+// uploaded file whose MD5 is not the etag. statementReader splits the file.
 
 import (
 	"context"
-	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -438,61 +436,4 @@ func execStatements(ctx context.Context, sr *statementReader, exec func(string) 
 		}
 		n++
 	}
-}
-
-// uploadURL is a signed PUT URL for u, pointing back at the host the client called.
-func (s *Server) uploadURL(r *http.Request, u *uploadFile) string {
-	return s.presign(r, "/__emu/uploads/"+u.id, u.expires)
-}
-
-func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	st := &s.imp
-	st.mu.Lock()
-	u := st.uploads[id]
-	st.mu.Unlock()
-	dbID := ""
-	if u != nil {
-		dbID = u.dbUUID
-	}
-	c := s.newCall(w, r, EndpointUpload, dbID)
-	defer s.finish(c)
-	if c.fault = s.takeFault(c.endpoint, c.dbID); c.fault != nil && s.transportFault(c, true) {
-		return
-	}
-	if !s.checkPresigned(c, r) {
-		return
-	}
-	switch {
-	case u == nil:
-		s.writeXMLError(c, http.StatusNotFound, "NoSuchUpload", "The specified upload does not exist.")
-		return
-	case r.ContentLength < 0:
-		s.writeXMLError(c, http.StatusLengthRequired, "MissingContentLength", "You must provide the Content-Length HTTP header.")
-		return
-	case r.ContentLength > MaxImportBytes:
-		s.writeXMLError(c, http.StatusRequestEntityTooLarge, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed object size.")
-		return
-	}
-	f, err := os.Create(u.path)
-	if err != nil {
-		s.writeXMLError(c, http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again.")
-		return
-	}
-	h := md5.New()
-	n, err := io.Copy(io.MultiWriter(f, h), r.Body)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil || n != r.ContentLength {
-		os.Remove(u.path)
-		s.writeXMLError(c, http.StatusBadRequest, "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header.")
-		return
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	st.mu.Lock()
-	u.md5, u.size = sum, n
-	st.mu.Unlock()
-	c.w.Header().Set("ETag", `"`+sum+`"`)
-	c.w.WriteHeader(http.StatusOK)
 }
