@@ -189,3 +189,20 @@ func TestBookmarkSDK(t *testing.T) {
 		t.Errorf("GetBookmark 30 minutes ago = %+v, %v; want %s", then, err, first)
 	}
 }
+
+// TestBookmarkDirectWriteThenQuery: a write behind the emulator's back
+// still shows after queries that changed nothing.
+func TestBookmarkDirectWriteThenQuery(t *testing.T) {
+	e := newEmu(t, d1emu.Options{})
+	db := e.mustCreate("app", smallSeed)
+	before := e.bookmark(db.UUID)
+	path, _ := e.DBPath(db.UUID)
+	if _, err := openDB(t, path).Exec("INSERT INTO users (name) VALUES ('direct')"); err != nil {
+		t.Fatal(err)
+	}
+	e.mustQuery(db.UUID, "SELECT * FROM users")
+	e.mustQuery(db.UUID, "UPDATE users SET name = 'x' WHERE 0")
+	if after := e.bookmark(db.UUID); after <= before {
+		t.Errorf("bookmark %s after a direct write, not after %s", after, before)
+	}
+}

@@ -193,6 +193,11 @@ func (c *liteConn) queryInt(sql string) (int64, error) {
 	}
 }
 
+// inTransaction reports whether a transaction is open.
+func (c *liteConn) inTransaction() bool {
+	return sqlite3.Xsqlite3_get_autocommit(c.tls, c.db) == 0
+}
+
 func (c *liteConn) totalChanges() int64 {
 	return sqlite3.Xsqlite3_total_changes64(c.tls, c.db)
 }

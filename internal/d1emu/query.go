@@ -226,6 +226,15 @@ func (s *Server) runQuery(ctx context.Context, d *database, items []queryItem, r
 	defer done()
 	stop := context.AfterFunc(ctx, lc.interrupt)
 	defer stop()
+	if lc.inTransaction() { // left over from a request that could not roll back
+		if err := lc.exec("ROLLBACK"); err != nil {
+			return nil, err
+		}
+	}
+	dvBefore, err := dataVersion(ctx, d)
+	if err != nil {
+		return nil, err
+	}
 	schemaBefore, err := lc.queryInt("PRAGMA schema_version")
 	if err != nil {
 		return nil, err
@@ -263,9 +272,10 @@ func (s *Server) runQuery(ctx context.Context, d *database, items []queryItem, r
 	}
 	if changed || schemaAfter != schemaBefore {
 		s.advance(d)
-	} else if dv, err := dataVersion(ctx, d); err == nil && d.contentHash != nil {
+	} else if dv, err := dataVersion(ctx, d); err == nil && d.contentHash != nil && d.dataVersion == dvBefore {
 		// Nothing changed: a commit of this connection (ours) is not a
-		// change made behind the emulator's back.
+		// change made behind the emulator's back (one made before this
+		// request still shows at the next bookmark).
 		d.dataVersion = dv
 	}
 	for _, m := range metas {
