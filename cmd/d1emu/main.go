@@ -72,7 +72,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*config, int) {
 	fs.DurationVar(&c.opts.RateLimit.Block, "rate-limit-block", 0, "how long a tripped rate limit blocks every call (default: the window)")
 	fs.BoolVar(&c.noSample, "no-sample", false, `do not create the "sample" database`)
 	fs.BoolVar(&c.ftsSample, "fts5-sample", false, `also create "sample-fts5", holding FTS5 tables of every kind (its export fails, as on D1)`)
-	fs.BoolVar(&c.printEnv, "print-env", false, `print only the export lines, for eval "$(d1emu --print-env &)"`)
+	fs.BoolVar(&c.printEnv, "print-env", false, `print only the export lines (and # ready), for eval "$(d1emu --print-env &)"`)
 	fs.StringVar(&c.envFile, "env-file", "", "also write KEY=value lines to this file (for set -a; . FILE), before # ready")
 	fs.Var(&c.dbs, "db", "serve a copy of a SQLite file: name=path.sqlite[,jurisdiction=eu|fedramp][,location=HINT] (repeatable)")
 	fs.Var(&c.seeds, "seed", "create a database from a SQL file: name=file.sql[,jurisdiction=...][,location=...] (repeatable)")

@@ -34,6 +34,15 @@ func TestJurisdictions(t *testing.T) {
 	ctx := context.Background()
 	var lp cfd1.DatabaseListParams
 	lp.AccountID.Value, lp.AccountID.Present = e.AccountID(), true
+	var np cfd1.DatabaseNewParams
+	np.AccountID.Value, np.AccountID.Present = e.AccountID(), true
+	np.Name.Value, np.Name.Present = "sdk-eu", true
+	np.Jurisdiction.Value, np.Jurisdiction.Present = cfd1.DatabaseNewParamsJurisdictionEu, true
+	np.PrimaryLocationHint.Value, np.PrimaryLocationHint.Present = cfd1.DatabaseNewParamsPrimaryLocationHintWeur, true
+	sdkEU, err := svc.New(ctx, np)
+	if err != nil || sdkEU.Jurisdiction != cfd1.D1JurisdictionEu || sdkEU.Name != "sdk-eu" || sdkEU.ReadReplication.Mode != "disabled" {
+		t.Fatalf("New in the eu = %+v, %v", sdkEU, err)
+	}
 	got := map[string]string{}
 	pager := svc.ListAutoPaging(ctx, lp)
 	for pager.Next() {
@@ -43,7 +52,7 @@ func TestJurisdictions(t *testing.T) {
 			t.Errorf("%s: jurisdiction %q unknown to the SDK", it.Name, it.Jurisdiction)
 		}
 	}
-	want := map[string]string{plain.UUID: "", eu.UUID: "eu", apac.UUID: "", syn.UUID: "fedramp", created.UUID: "fedramp"}
+	want := map[string]string{plain.UUID: "", eu.UUID: "eu", apac.UUID: "", syn.UUID: "fedramp", created.UUID: "fedramp", sdkEU.UUID: "eu"}
 	for id, j := range want {
 		if got[id] != j {
 			t.Errorf("list: %s has jurisdiction %q, want %q", id, got[id], j)
