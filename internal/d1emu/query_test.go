@@ -175,6 +175,8 @@ func TestQueryErrors(t *testing.T) {
 		{"savepoint", db.UUID, map[string]any{"sql": "/* x */ SAVEPOINT a"}, 400, 7500, d1emu.MessageTransaction},
 		{"attach", db.UUID, map[string]any{"sql": "ATTACH '/tmp/d1emu-attack.db' AS x"}, 400, 7500, "too many attached databases - max 0: SQLITE_ERROR"},
 		{"writable schema", db.UUID, map[string]any{"sql": "PRAGMA writable_schema=ON; UPDATE sqlite_schema SET sql = 'CREATE TABLE users (x)' WHERE name = 'users'"}, 400, 7500, "table sqlite_master may not be modified: SQLITE_ERROR"},
+		{"load an extension", db.UUID, map[string]any{"sql": "SELECT load_extension('/tmp/d1emu-attack.so')"}, 400, 7500, "not authorized: SQLITE_ERROR"},
+		{"body over 10 MiB", db.UUID, []byte(`{"sql":"SELECT '` + strings.Repeat("x", 10<<20) + `'"}`), 413, 7400, "Request body over"},
 		{"vacuum into a file", db.UUID, map[string]any{"sql": "VACUUM INTO '/tmp/d1emu-attack.db'"}, 400, 7500, "SQLITE_ERROR"},
 		{"over 100 KB", db.UUID, map[string]any{"sql": long(d1emu.MaxStatementBytes + 1)}, 400, 7500, d1emu.MessageTooBig},
 		{"value over 2 MB", db.UUID, map[string]any{"sql": "SELECT zeroblob(2000001)"}, 400, 7500, "string or blob too big: SQLITE_TOOBIG"},
