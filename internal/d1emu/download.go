@@ -82,10 +82,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.newCall(w, r, EndpointDownload, dbID)
 	defer s.finish(c)
-	if c.fault = s.takeFault(c.endpoint, c.dbID); c.fault != nil && s.transportFault(c, true) {
-		return
-	}
-	if !s.checkPresigned(c, r) {
+	if !s.admitSigned(c) {
 		return
 	}
 	if f == nil {

@@ -47,6 +47,15 @@ func (s *Server) presign(r *http.Request, path string, expires time.Time) string
 	return scheme + "://" + r.Host + path + "?" + q.Encode()
 }
 
+// admitSigned applies injected faults and the signature check to a call
+// to a signed URL; it reports false when it answered the call.
+func (s *Server) admitSigned(c *call) bool {
+	if c.fault = s.takeFault(c.endpoint, c.dbID); c.fault != nil && s.transportFault(c, true) {
+		return false
+	}
+	return s.checkPresigned(c, c.r)
+}
+
 // checkPresigned answers 403 as S3 would, and reports false, unless r
 // carries a valid, unexpired signature made by presign.
 func (s *Server) checkPresigned(c *call, r *http.Request) bool {
@@ -82,10 +91,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.newCall(w, r, EndpointUpload, dbID)
 	defer s.finish(c)
-	if c.fault = s.takeFault(c.endpoint, c.dbID); c.fault != nil && s.transportFault(c, true) {
-		return
-	}
-	if !s.checkPresigned(c, r) {
+	if !s.admitSigned(c) {
 		return
 	}
 	switch {
