@@ -3,13 +3,17 @@
 //
 //	go run ./cmd/d1emu [flags]
 //
-// Scripts start it in the background with stdout to a file, wait for the
-// "# ready" line and source the "export ..." lines above it.
+// It prints shell lines to stdout (export lines, one "# database" line per
+// database, "# ready"), then closes stdout and keeps serving until SIGINT
+// or SIGTERM. Scripts either read those lines from a file, or use the
+// one-liner:
+//
+//	eval "$(d1emu --print-env 2>/tmp/d1emu.log &)"   # exports CLOUDFLARE_* and D1EMU_PID
+//	kill "$D1EMU_PID"                                # when done
 package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,107 +31,91 @@ import (
 	"github.com/d1backup/d1backup/internal/d1emu"
 )
 
+// DefaultAddr is the listen address: 8791 is no common tool's default
+// (wrangler dev takes 8787, wrangler pages dev 8788).
+const DefaultAddr = "127.0.0.1:8791"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// pairs collects repeated name=value flags.
-type pairs [][2]string
-
-func (p *pairs) String() string { return "" }
-
-func (p *pairs) Set(v string) error {
-	name, value, ok := strings.Cut(v, "=")
-	if !ok || name == "" || value == "" {
-		return fmt.Errorf("want name=value, got %q", v)
-	}
-	*p = append(*p, [2]string{name, value})
-	return nil
+// config is what the flags say.
+type config struct {
+	opts      d1emu.Options
+	addr      string
+	noSample  bool
+	ftsSample bool
+	printEnv  bool
+	envFile   string
+	dbs       specs // --db name=path.sqlite
+	seeds     specs // --seed name=file.sql
+	synths    specs // --synthetic name=SIZE
 }
 
-const usage = `Usage: d1emu [flags]
-
-Serves the Cloudflare D1 REST API (list, get, export with polling, signed
-dump downloads) backed by local SQLite files. Prints shell lines to stdout
-(export CLOUDFLARE_API_BASE_URL=..., one "# database" line per database, then
-"# ready"), logs to stderr, stops on SIGINT/SIGTERM.
-
-Control endpoints (no auth): POST /__emu/faults {"endpoint":"poll","kind":"reset"},
-GET /__emu/requests, GET /__emu/databases, GET /__emu/databases/{id}/dump,
-POST /__emu/databases/{id}/exec (SQL body).
-
-Flags:
-`
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func parseFlags(args []string, stdout, stderr io.Writer) (*config, int) {
+	c := &config{}
 	fs := flag.NewFlagSet("d1emu", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:8787", "listen address (port 0 picks a free one)")
-	dir := fs.String("dir", "", "directory for SQLite and dump files (default: a temporary one, removed on exit)")
-	token := fs.String("token", d1emu.DefaultToken, "accepted API token")
-	account := fs.String("account", d1emu.DefaultAccountID, "account ID")
-	polls := fs.Int("export-polls", d1emu.DefaultExportPolls, "polls an export stays active (0: complete at once)")
-	idle := fs.Duration("idle-timeout", d1emu.DefaultIdleTimeout, "an export not polled for this long cancels itself")
-	ttl := fs.Duration("url-ttl", d1emu.DefaultURLTTL, "signed dump URL lifetime")
-	noSample := fs.Bool("no-sample", false, "do not create the sample database")
-	var files, synths pairs
-	fs.Var(&files, "db", "serve a copy of a SQLite file: name=path.sqlite (repeatable)")
-	fs.Var(&synths, "synthetic", "add a generated dump of an exact size: name=SIZE, e.g. big=1GiB (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
-	}
+	fs.StringVar(&c.addr, "addr", DefaultAddr, "listen address (port 0 picks a free one)")
+	fs.StringVar(&c.opts.Dir, "dir", "", "directory for SQLite and dump files (default: a temporary one, removed on exit)")
+	fs.StringVar(&c.opts.Token, "token", d1emu.DefaultToken, "accepted API token")
+	fs.StringVar(&c.opts.AccountID, "account", d1emu.DefaultAccountID, "account ID")
+	fs.IntVar(&c.opts.ExportPolls, "export-polls", d1emu.DefaultExportPolls, "polls an export stays active (0: complete at once)")
+	fs.IntVar(&c.opts.ImportPolls, "import-polls", 0, "polls an import stays active before its outcome")
+	fs.DurationVar(&c.opts.IdleTimeout, "idle-timeout", d1emu.DefaultIdleTimeout, "an export not polled for this long cancels itself")
+	fs.DurationVar(&c.opts.URLTTL, "url-ttl", d1emu.DefaultURLTTL, "signed URL lifetime")
+	fs.IntVar(&c.opts.MaxResponseBytes, "max-response-bytes", d1emu.DefaultMaxResponseBytes, "largest query/raw answer")
+	fs.DurationVar(&c.opts.MaxQueryDuration, "max-query-duration", d1emu.DefaultMaxQueryDuration, "longest query/raw request")
+	fs.Var(rateFlag{&c.opts.RateLimit}, "rate-limit", `Cloudflare's rate limit: REQUESTS/WINDOW, e.g. 1200/5m (Cloudflare's) or 20/2s; off by default`)
+	fs.DurationVar(&c.opts.RateLimit.Block, "rate-limit-block", 0, "how long a tripped rate limit blocks every call (default: the window)")
+	fs.BoolVar(&c.noSample, "no-sample", false, `do not create the "sample" database`)
+	fs.BoolVar(&c.ftsSample, "fts5-sample", false, `also create "sample-fts5", holding FTS5 tables of every kind (its export fails, as on D1)`)
+	fs.BoolVar(&c.printEnv, "print-env", false, `print only the export lines (and # ready), for eval "$(d1emu --print-env &)"`)
+	fs.StringVar(&c.envFile, "env-file", "", "also write KEY=value lines to this file (for set -a; . FILE), before # ready")
+	fs.Var(&c.dbs, "db", "serve a copy of a SQLite file: name=path.sqlite[,jurisdiction=eu|fedramp][,location=HINT] (repeatable)")
+	fs.Var(&c.seeds, "seed", "create a database from a SQL file: name=file.sql[,jurisdiction=...][,location=...] (repeatable)")
+	fs.Var(&c.synths, "synthetic", "add a generated dump of an exact size: name=SIZE[,jurisdiction=...], e.g. big=1GiB (repeatable)")
+	fs.Usage = func() { writeUsage(fs.Output(), fs) }
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
 			fs.SetOutput(stdout)
 			fs.Usage()
-			return 0
+			return nil, 0
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return nil, 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "d1emu: unexpected arguments: %v\n", fs.Args())
-		return 2
+		return nil, 2
 	}
+	return c, -1
+}
 
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c, code := parseFlags(args, stdout, stderr)
+	if c == nil {
+		return code
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	s, err := d1emu.New(d1emu.Options{
-		AccountID: *account, Token: *token, Dir: *dir, ExportPolls: *polls,
-		IdleTimeout: *idle, URLTTL: *ttl, Logger: log,
-	})
+	c.opts.Logger = log
+	s, err := d1emu.New(c.opts)
 	if err != nil {
 		return fail(err)
 	}
 	defer s.Close()
-	if !*noSample {
-		if _, err := s.CreateDatabase("sample", d1emu.SampleSQL); err != nil {
-			return fail(err)
-		}
-	}
-	for _, f := range files {
-		if _, err := s.AddDatabaseFile(f[0], f[1]); err != nil {
-			return fail(err)
-		}
-	}
-	for _, f := range synths {
-		size, err := d1emu.ParseSize(f[1])
-		if err != nil {
-			return fail(err)
-		}
-		if _, err := s.AddSyntheticDatabase(f[0], size); err != nil {
-			return fail(err)
-		}
+	if err := addDatabases(s, c); err != nil {
+		return fail(err)
 	}
 
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return fail(fmt.Errorf("d1emu: %w", err))
 	}
@@ -135,19 +124,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String())
 
-	fmt.Fprintf(stdout, "export CLOUDFLARE_API_BASE_URL=http://%s/client/v4\n", ln.Addr())
-	fmt.Fprintf(stdout, "export CLOUDFLARE_ACCOUNT_ID=%s\n", s.AccountID())
-	fmt.Fprintf(stdout, "export CLOUDFLARE_API_TOKEN=%s\n", s.Token())
-	for _, db := range s.Databases() {
-		h := sha256.New()
-		n, err := s.WriteDump(ctx, db.UUID, h)
-		if err != nil {
-			fmt.Fprintf(stdout, "# database %s %s dump unavailable: %v\n", db.Name, db.UUID, err)
-			continue
+	vars := envVars(s, ln.Addr().String())
+	if c.envFile != "" {
+		if err := writeEnvFile(c.envFile, vars); err != nil {
+			return fail(err)
 		}
-		fmt.Fprintf(stdout, "# database %s %s dump sha256 %x (%d bytes)\n", db.Name, db.UUID, h.Sum(nil), n)
 	}
-	fmt.Fprintln(stdout, "# ready")
+	if err := announce(ctx, stdout, s, vars, !c.printEnv); err != nil {
+		return fail(err)
+	}
 
 	select {
 	case err := <-served:
@@ -161,4 +146,96 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(fmt.Errorf("d1emu: shutdown: %w", err))
 	}
 	return 0
+}
+
+func addDatabases(s *d1emu.Server, c *config) error {
+	if !c.noSample {
+		if _, err := s.CreateDatabase("sample", d1emu.SampleSQL); err != nil {
+			return err
+		}
+	}
+	if c.ftsSample {
+		if _, err := s.CreateDatabase("sample-fts5", d1emu.FTS5SQL()); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.dbs {
+		if _, err := s.AddDatabaseFile(d.name, d.value, d.opts...); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.seeds {
+		sql, err := os.ReadFile(d.value)
+		if err != nil {
+			return fmt.Errorf("d1emu: seed %s: %w", d.name, err)
+		}
+		if _, err := s.CreateDatabase(d.name, string(sql), d.opts...); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.synths {
+		size, err := d1emu.ParseSize(d.value)
+		if err != nil {
+			return err
+		}
+		if _, err := s.AddSyntheticDatabase(d.name, size, d.opts...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// spec is a name=value flag with placement options after commas.
+type spec struct {
+	name, value string
+	opts        []d1emu.DatabaseOption
+}
+
+// specs collects repeated spec flags.
+type specs []spec
+
+func (p *specs) String() string { return "" }
+
+func (p *specs) Set(v string) error {
+	parts := strings.Split(v, ",")
+	var opts []d1emu.DatabaseOption
+	// Options come last; a path may hold commas of its own.
+	for len(parts) > 1 {
+		key, val, _ := strings.Cut(parts[len(parts)-1], "=")
+		if key == "jurisdiction" {
+			opts = append(opts, d1emu.WithJurisdiction(val))
+		} else if key == "location" {
+			opts = append(opts, d1emu.WithLocationHint(val))
+		} else {
+			break
+		}
+		parts = parts[:len(parts)-1]
+	}
+	name, value, ok := strings.Cut(strings.Join(parts, ","), "=")
+	if !ok || name == "" || value == "" {
+		return fmt.Errorf("want name=value, got %q", v)
+	}
+	*p = append(*p, spec{name: name, value: value, opts: opts})
+	return nil
+}
+
+// rateFlag parses REQUESTS/WINDOW into a RateLimit.
+type rateFlag struct{ l *d1emu.RateLimit }
+
+func (f rateFlag) String() string {
+	if f.l == nil || f.l.Requests == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d/%s", f.l.Requests, f.l.Window)
+}
+
+func (f rateFlag) Set(v string) error {
+	n, w, ok := strings.Cut(v, "/")
+	requests, err1 := strconv.Atoi(n)
+	window, err2 := time.ParseDuration(w)
+	if !ok || err1 != nil || err2 != nil || requests <= 0 || window <= 0 {
+		return fmt.Errorf("want REQUESTS/WINDOW, e.g. 1200/5m, got %q", v)
+	}
+	f.l.Requests, f.l.Window = requests, window
+	return nil
 }

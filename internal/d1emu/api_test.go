@@ -11,7 +11,6 @@ import (
 	"time"
 
 	cfd1 "github.com/cloudflare/cloudflare-go/v6/d1"
-	"github.com/cloudflare/cloudflare-go/v6/option"
 
 	"github.com/d1backup/d1backup/internal/d1emu"
 )
@@ -376,8 +375,7 @@ func TestSDK(t *testing.T) {
 		e.mustCreate(fmt.Sprint("extra-", i), "")
 	}
 	ctx := context.Background()
-	svc := cfd1.NewDatabaseService(option.WithBaseURL(e.srv.URL+"/client/v4"), option.WithAPIToken(e.Token()),
-		option.WithMaxRetries(0), option.WithHTTPClient(e.srv.Client()))
+	svc := cfd1.NewDatabaseService(e.sdkOptions()...)
 	var lp cfd1.DatabaseListParams
 	lp.AccountID.Value, lp.AccountID.Present = e.AccountID(), true
 	lp.PerPage.Value, lp.PerPage.Present = 10, true

@@ -5,45 +5,37 @@ import (
 	"slices"
 )
 
-// Endpoints, as used by Fault.Endpoint and Request.Endpoint.
+// Endpoints, as used by Fault.Endpoint, Request.Endpoint and Route.Endpoint.
 const (
-	EndpointExport   = "export"   // export start: no current_bookmark
-	EndpointPoll     = "poll"     // export poll: current_bookmark set
-	EndpointDownload = "download" // signed URL GET
 	EndpointList     = "list"
 	EndpointGet      = "get"
-	EndpointAny      = "any" // Fault only: every endpoint where the kind applies
+	EndpointCreate   = "create"   // POST .../d1/database
+	EndpointExport   = "export"   // export start: no current_bookmark
+	EndpointPoll     = "poll"     // export poll: current_bookmark set
+	EndpointDownload = "download" // signed dump URL GET
+	EndpointImport   = "import"   // every import action: init, ingest, poll
+	EndpointUpload   = "upload"   // signed upload URL PUT
+	EndpointQuery    = "query"
+	EndpointRaw      = "raw"
+	EndpointBookmark = "bookmark" // time_travel/bookmark
+	EndpointAny      = "any"      // Fault only: every endpoint where the kind applies
 )
 
-// Fault kinds.
+// Fault kinds; FaultKinds says where each applies and what it does.
 const (
-	// FaultRateLimit answers HTTP 429 with Retry-After and code 971.
-	FaultRateLimit = "rate_limit"
-	// FaultServerError answers HTTP 500 with code 7500.
-	FaultServerError = "server_error"
-	// FaultReset drops the connection without a response. Note that Go's
-	// http.Transport silently retries an idempotent request (GET) that
-	// fails this way on a reused keep-alive connection, which consumes
-	// another hit of the fault: use Times > 1 to make a reset stick.
-	FaultReset = "reset"
-	// FaultBadToken answers HTTP 401 with code 10000 (API endpoints only).
-	FaultBadToken = "bad_token"
-	// FaultBusy answers an export request with "Currently processing a
-	// long-running export" (export and poll only).
-	FaultBusy = "busy"
-	// FaultExportError makes the export end in status "error": at a start,
-	// when it would have completed; at a poll, right away (export and poll only).
-	FaultExportError = "export_error"
-	// FaultNotExporting answers "Not currently exporting anything." and
-	// cancels the database's running export, as if it had stopped (export
-	// and poll only).
+	FaultRateLimit    = "rate_limit"
+	FaultServerError  = "server_error"
+	FaultReset        = "reset"
+	FaultBadToken     = "bad_token"
+	FaultBusy         = "busy"
+	FaultExportError  = "export_error"
 	FaultNotExporting = "not_exporting"
-	// FaultTruncate sends the full Content-Length, half the bytes, then
-	// drops the connection (download only).
-	FaultTruncate = "truncate"
-	// FaultExpired answers the download with 403 "Request has expired"
-	// (download only).
-	FaultExpired = "expired"
+	FaultTruncate     = "truncate"
+	FaultExpired      = "expired"
+	FaultIgnoreRange  = "ignore_range"
+	FaultDropAfter    = "drop_after"
+	FaultImportError  = "import_error"
+	FaultWrite        = "write"
 )
 
 // Messages the emulator answers with.
@@ -56,37 +48,83 @@ const (
 )
 
 // Fault is an injected failure, matched against incoming requests in
-// injection order.
+// injection order. A request hit by a fault consumes one of its Times; a
+// matching request let through by After does not.
 type Fault struct {
 	Endpoint   string `json:"endpoint"`              // one of the Endpoint constants
 	Kind       string `json:"kind"`                  // one of the Fault constants
 	Times      int    `json:"times,omitempty"`       // matching requests it hits; 0 means 1
+	After      int    `json:"after,omitempty"`       // matching requests let through before the first hit
 	RetryAfter int    `json:"retry_after,omitempty"` // seconds, for rate_limit (sent as is, 0 included)
 	Database   string `json:"database,omitempty"`    // only this database UUID
+	SQL        string `json:"sql,omitempty"`         // for write: the statements to run
+	Bytes      int64  `json:"bytes,omitempty"`       // for drop_after: body bytes sent before the drop
 }
 
-var faultEndpoints = map[string][]string{
-	FaultRateLimit:    {EndpointExport, EndpointPoll, EndpointDownload, EndpointList, EndpointGet},
-	FaultServerError:  {EndpointExport, EndpointPoll, EndpointDownload, EndpointList, EndpointGet},
-	FaultReset:        {EndpointExport, EndpointPoll, EndpointDownload, EndpointList, EndpointGet},
-	FaultBadToken:     {EndpointExport, EndpointPoll, EndpointList, EndpointGet},
-	FaultBusy:         {EndpointExport, EndpointPoll},
-	FaultExportError:  {EndpointExport, EndpointPoll},
-	FaultNotExporting: {EndpointExport, EndpointPoll},
-	FaultTruncate:     {EndpointDownload},
-	FaultExpired:      {EndpointDownload},
+// FaultKind says where a fault kind applies and what it does.
+type FaultKind struct {
+	Kind      string
+	Endpoints []string
+	Effect    string
+}
+
+var (
+	apiEndpoints    = []string{EndpointList, EndpointGet, EndpointCreate, EndpointExport, EndpointPoll, EndpointImport, EndpointQuery, EndpointRaw, EndpointBookmark}
+	signedEndpoints = []string{EndpointDownload, EndpointUpload}
+	everyEndpoint   = slices.Concat(apiEndpoints, signedEndpoints)
+	exportEndpoints = []string{EndpointExport, EndpointPoll}
+)
+
+// faultKinds is the one table of fault kinds: which endpoints each applies
+// to (validation, matching and the help text all read it).
+var faultKinds = []FaultKind{
+	{FaultRateLimit, everyEndpoint, "HTTP 429 with Retry-After: retry_after and code 971 (S3 SlowDown XML on signed URLs)"},
+	{FaultServerError, everyEndpoint, "HTTP 500 with code 7500 (S3 InternalError XML on signed URLs)"},
+	{FaultReset, everyEndpoint, "drop the connection without a response (Go's transport silently retries idempotent requests on reused connections: use times > 1)"},
+	{FaultBadToken, apiEndpoints, "HTTP 401 with code 10000"},
+	{FaultBusy, exportEndpoints, `result.success false, "Currently processing a long-running export"`},
+	{FaultExportError, exportEndpoints, "the export ends in status error: at a start when it would complete, at a poll right away"},
+	{FaultNotExporting, exportEndpoints, `"Not currently exporting anything." and the running export is cancelled`},
+	{FaultTruncate, []string{EndpointDownload}, "full Content-Length, half the body, then the connection drops"},
+	{FaultExpired, []string{EndpointDownload}, `HTTP 403 AccessDenied "Request has expired"`},
+	{FaultIgnoreRange, []string{EndpointDownload}, "Range is ignored: HTTP 200 with the whole body"},
+	{FaultDropAfter, []string{EndpointDownload}, "the response (full or ranged) stops after bytes body bytes and the connection drops"},
+	{FaultImportError, []string{EndpointImport}, "the next import that runs ends in status error; nothing is written"},
+	{FaultWrite, []string{EndpointQuery, EndpointRaw, EndpointBookmark}, "run sql in the database (advancing its bookmark) before the request is served"},
+}
+
+// FaultKinds lists every fault kind.
+func FaultKinds() []FaultKind {
+	out := make([]FaultKind, len(faultKinds))
+	for i, k := range faultKinds {
+		k.Endpoints = slices.Clone(k.Endpoints)
+		out[i] = k
+	}
+	return out
+}
+
+func kindEndpoints(kind string) ([]string, bool) {
+	for _, k := range faultKinds {
+		if k.Kind == kind {
+			return k.Endpoints, true
+		}
+	}
+	return nil, false
 }
 
 func (f Fault) validate() error {
-	eps, ok := faultEndpoints[f.Kind]
+	eps, ok := kindEndpoints(f.Kind)
 	if !ok {
 		return fmt.Errorf("d1emu: unknown fault kind %q", f.Kind)
 	}
 	if f.Endpoint != EndpointAny && !slices.Contains(eps, f.Endpoint) {
-		return fmt.Errorf("d1emu: fault %q does not apply to endpoint %q", f.Kind, f.Endpoint)
+		return fmt.Errorf("d1emu: fault %q does not apply to endpoint %q (it applies to %v)", f.Kind, f.Endpoint, eps)
 	}
-	if f.Times < 0 || f.RetryAfter < 0 {
-		return fmt.Errorf("d1emu: fault %q: negative times or retry_after", f.Kind)
+	if f.Times < 0 || f.After < 0 || f.RetryAfter < 0 || f.Bytes < 0 {
+		return fmt.Errorf("d1emu: fault %q: negative times, after, retry_after or bytes", f.Kind)
+	}
+	if (f.Kind == FaultWrite) != (f.SQL != "") {
+		return fmt.Errorf("d1emu: fault %q: sql is required for %q faults and only for them", f.Kind, FaultWrite)
 	}
 	return nil
 }
@@ -119,7 +157,7 @@ func (s *Server) ClearFaults() {
 	s.faults = nil
 }
 
-// takeFault consumes the first fault matching a request, if any.
+// takeFault consumes the first fault that hits a request, if any.
 func (s *Server) takeFault(endpoint, dbID string) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -127,10 +165,14 @@ func (s *Server) takeFault(endpoint, dbID string) *Fault {
 		if f.Endpoint != EndpointAny && f.Endpoint != endpoint {
 			continue
 		}
-		if !slices.Contains(faultEndpoints[f.Kind], endpoint) {
+		if eps, _ := kindEndpoints(f.Kind); !slices.Contains(eps, endpoint) {
 			continue
 		}
 		if f.Database != "" && f.Database != dbID {
+			continue
+		}
+		if f.After > 0 {
+			f.After--
 			continue
 		}
 		f.Times--

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudflare/cloudflare-go/v6/option"
 	"github.com/d1backup/d1backup/internal/d1emu"
 	_ "modernc.org/sqlite"
 )
@@ -283,4 +284,10 @@ func rowsOfQuery(t *testing.T, db *sql.DB, query string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// sdkOptions point cloudflare-go at the emulator, without retries.
+func (e *emu) sdkOptions() []option.RequestOption {
+	return []option.RequestOption{option.WithBaseURL(e.srv.URL + "/client/v4"), option.WithAPIToken(e.Token()),
+		option.WithMaxRetries(0), option.WithHTTPClient(e.srv.Client())}
 }

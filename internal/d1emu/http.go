@@ -3,30 +3,12 @@ package d1emu
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
-
-const apiPrefix = "/client/v4/accounts/{account_id}/d1/database"
-
-func (s *Server) routes() {
-	m := http.NewServeMux()
-	m.HandleFunc("GET "+apiPrefix, s.api(EndpointList, s.handleList))
-	m.HandleFunc("GET "+apiPrefix+"/{database_id}", s.api(EndpointGet, s.handleGet))
-	m.HandleFunc("POST "+apiPrefix+"/{database_id}/export", s.api(EndpointExport, s.exportUnlessImporting(s.handleExport)))
-	m.HandleFunc("POST "+apiPrefix, s.api(EndpointCreate, s.handleCreate))
-	m.HandleFunc("POST "+apiPrefix+"/{database_id}/import", s.api(EndpointImport, s.handleImport))
-	m.HandleFunc("PUT /__emu/uploads/{id}", s.handleUpload)
-	m.HandleFunc("/client/v4/", s.handleNoRoute)
-	m.HandleFunc("GET /__emu/dumps/{id}", s.handleDownload)
-	s.controlRoutes(m)
-	s.mux = m
-}
 
 // recorder remembers the status a handler answered.
 type recorder struct {
@@ -94,11 +76,17 @@ func (s *Server) finish(c *call) {
 	s.log.Info("request", "method", c.r.Method, "path", c.r.URL.Path, "endpoint", c.endpoint, "status", c.w.status)
 }
 
-// api wraps a D1 API handler: request log, faults, auth, account check.
-func (s *Server) api(endpoint string, h func(*call)) http.HandlerFunc {
+// maxBodyBytes bounds an API request body (a query batch of 100 KB
+// statements included).
+const maxBodyBytes = 10 << 20
+
+// api wraps a D1 API handler: request log, rate limit, faults, auth,
+// account check.
+func (s *Server) api(endpoint string, h func(*Server, *call)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c := s.newCall(w, r, endpoint, r.PathValue("database_id"))
-		c.body, _ = io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		var err error
+		c.body, err = io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 		if endpoint == EndpointExport {
 			var b struct {
 				CurrentBookmark string `json:"current_bookmark"`
@@ -108,6 +96,9 @@ func (s *Server) api(endpoint string, h func(*call)) http.HandlerFunc {
 			}
 		}
 		defer s.finish(c)
+		if s.limited(c) {
+			return
+		}
 		if c.fault = s.takeFault(c.endpoint, c.dbID); c.fault != nil && s.transportFault(c, false) {
 			return
 		}
@@ -119,8 +110,39 @@ func (s *Server) api(endpoint string, h func(*call)) http.HandlerFunc {
 			s.writeError(c, http.StatusForbidden, 7403, "The given account is not valid or is not authorized to access this service")
 			return
 		}
-		h(c)
+		switch {
+		case err != nil:
+			s.writeError(c, http.StatusBadRequest, 7400, "Could not read the request body: "+err.Error())
+			return
+		case len(c.body) > maxBodyBytes:
+			s.writeError(c, http.StatusRequestEntityTooLarge, 7400, fmt.Sprintf("Request body over %d bytes", maxBodyBytes))
+			return
+		}
+		if c.fault != nil && c.fault.Kind == FaultWrite {
+			s.injectWrite(c)
+		}
+		h(s, c)
 	}
+}
+
+// injectWrite runs a write fault's SQL in the request's database (or the
+// fault's), as another client would have just before this request.
+func (s *Server) injectWrite(c *call) {
+	id := c.fault.Database
+	if id == "" {
+		id = c.dbID
+	}
+	d := s.lookup(id, false)
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := s.exec(d, c.fault.SQL); err != nil {
+		s.log.Warn("injected write failed", "uuid", d.UUID, "err", err)
+		return
+	}
+	s.log.Info("injected write", "uuid", d.UUID, "endpoint", c.endpoint)
 }
 
 // transportFault answers the faults that do not depend on the endpoint's
@@ -220,8 +242,11 @@ func (s *Server) writeXMLError(c *call, status int, code, msg string) {
 
 func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
 	c := s.newCall(w, r, "", "")
-	c.body, _ = io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	c.body, _ = io.ReadAll(io.LimitReader(r.Body, maxBodyBytes))
 	defer s.finish(c)
+	if s.limited(c) {
+		return
+	}
 	s.writeError(c, http.StatusNotFound, 7000, "No route for that URI")
 }
 
@@ -231,82 +256,3 @@ func (s *Server) notFound(c *call) {
 
 // apiTime formats times the way the Cloudflare API does.
 func apiTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
-
-type listItem struct {
-	UUID         string  `json:"uuid"`
-	Name         string  `json:"name"`
-	CreatedAt    string  `json:"created_at"`
-	Version      string  `json:"version"`
-	Jurisdiction *string `json:"jurisdiction"`
-}
-
-func queryInt(r *http.Request, key string, def int) int {
-	v := r.URL.Query().Get(key)
-	if v == "" {
-		return def
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil {
-		return def
-	}
-	return int(f)
-}
-
-func (s *Server) handleList(c *call) {
-	page := max(queryInt(c.r, "page", 1), 1)
-	perPage := min(max(queryInt(c.r, "per_page", 1000), 10), 10000)
-	name := c.r.URL.Query().Get("name")
-	var all []listItem
-	for _, d := range s.Databases() {
-		if name != "" && !strings.Contains(d.Name, name) {
-			continue
-		}
-		all = append(all, listItem{UUID: d.UUID, Name: d.Name, CreatedAt: apiTime(d.CreatedAt), Version: "production"})
-	}
-	items := []listItem{}
-	if start := (page - 1) * perPage; start < len(all) {
-		items = all[start:min(start+perPage, len(all))]
-	}
-	s.writeResult(c, http.StatusOK, items, &resultInfo{Page: page, PerPage: perPage, Count: len(items), TotalCount: len(all)})
-}
-
-type dbDetails struct {
-	UUID            string            `json:"uuid"`
-	Name            string            `json:"name"`
-	CreatedAt       string            `json:"created_at"`
-	Version         string            `json:"version"`
-	NumTables       int               `json:"num_tables"`
-	FileSize        int64             `json:"file_size"`
-	Jurisdiction    *string           `json:"jurisdiction"`
-	ReadReplication map[string]string `json:"read_replication"`
-}
-
-func (s *Server) handleGet(c *call) {
-	d := s.lookup(c.dbID, false)
-	if d == nil {
-		s.notFound(c)
-		return
-	}
-	out := dbDetails{
-		UUID: d.UUID, Name: d.Name, CreatedAt: apiTime(d.CreatedAt), Version: "production",
-		ReadReplication: map[string]string{"mode": "disabled"},
-	}
-	if d.path == "" {
-		out.NumTables, out.FileSize = 1, d.synthSize
-	} else {
-		d.mu.Lock()
-		err := errors.New("server closed")
-		if d.db != nil {
-			err = d.db.QueryRow(`SELECT
-			(SELECT count(*) FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE '\_cf\_%' ESCAPE '\'),
-			(SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size())`).Scan(&out.NumTables, &out.FileSize)
-		}
-		d.mu.Unlock()
-		if err != nil {
-			s.log.Error("get database", "uuid", d.UUID, "err", err)
-			s.writeError(c, http.StatusInternalServerError, 7500, MessageInternalError)
-			return
-		}
-	}
-	s.writeResult(c, http.StatusOK, out, nil)
-}

@@ -128,3 +128,78 @@ func TestCreateEndpoint(t *testing.T) {
 		t.Errorf("bad token: HTTP %d, want 401", r.status)
 	}
 }
+
+// runImport imports sql into a database and returns the outcome.
+func (e *emu) runImport(id string, sql []byte) importResult {
+	e.t.Helper()
+	etag := md5hex(sql)
+	_, init := e.importCall(id, map[string]any{"action": "init", "etag": etag})
+	if r := e.put(init.UploadURL, sql); r.status != http.StatusOK {
+		e.t.Fatalf("upload: HTTP %d %s", r.status, r.body)
+	}
+	_, res := e.importCall(id, map[string]any{"action": "ingest", "etag": etag, "filename": init.Filename})
+	for i := 0; res.Status == "active"; i++ {
+		if i > 10 {
+			e.t.Fatal("import never ends")
+		}
+		_, res = e.importCall(id, map[string]any{"action": "poll", "current_bookmark": res.AtBookmark})
+	}
+	return res
+}
+
+// TestImportLimits: D1 refuses statements over 100,000 bytes and
+// transaction control, and the emulator records the largest statement of
+// every import.
+func TestImportLimits(t *testing.T) {
+	insert := func(n int) string { // an INSERT of exactly n bytes, ';' included
+		return "INSERT INTO t VALUES('" + strings.Repeat("x", n-len("INSERT INTO t VALUES('');")) + "');"
+	}
+	const create = "CREATE TABLE t (a);"
+	tests := []struct {
+		name       string
+		sql        string
+		wantErr    string // "" for success
+		statements int64
+		largest    int
+	}{
+		{"at the limit", create + "\n-- " + strings.Repeat("c", 500) + "\n" + insert(d1emu.MaxStatementBytes) + "\n", "", 2, d1emu.MaxStatementBytes},
+		{"one byte over", create + "\n" + insert(d1emu.MaxStatementBytes+1) + "\n", d1emu.MessageTooBig + " (statement 2 is 100001 bytes", 1, d1emu.MaxStatementBytes + 1},
+		{"far over", create + "\n" + insert(300_000) + "\n", d1emu.MessageTooBig + " (statement 2 is over 100000 bytes)", 1, 0},
+		{"no final semicolon", create + "\nINSERT INTO t VALUES ('last')", "", 2, len("INSERT INTO t VALUES ('last')")},
+		{"semicolons in strings and triggers", create + "\nINSERT INTO t VALUES ('a;b');\nCREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;\n", "", 3, len("CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;")},
+		{"begin transaction", "BEGIN TRANSACTION;\n" + create + "\nCOMMIT;\n", d1emu.MessageTransaction, 0, len("BEGIN TRANSACTION;")},
+		{"commit", create + "\nCOMMIT;\n", d1emu.MessageTransaction, 1, len(create)},
+		{"end", create + "\n/* done */ END TRANSACTION;\n", d1emu.MessageTransaction, 1, len(create)}, // the comment before END does not count
+		{"savepoint", create + "\nsavepoint a;\n", d1emu.MessageTransaction, 1, len(create)},
+		{"failing statement", create + "\nINSERT INTO nope VALUES (1);\n", "no such table: nope: SQLITE_ERROR (in statement 2: INSERT INTO nope", 1, len("INSERT INTO nope VALUES (1);")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEmu(t, d1emu.Options{})
+			db := e.mustCreate("target", "")
+			res := e.runImport(db.UUID, []byte(tt.sql))
+			if tt.wantErr == "" && (res.Status != "complete" || res.Result == nil || res.Result.NumQueries != tt.statements) {
+				t.Errorf("import: %+v, want complete with %d queries", res, tt.statements)
+			}
+			if tt.wantErr != "" && (res.Status != "error" || !strings.Contains(res.Error, tt.wantErr)) {
+				t.Errorf("import: status %q error %q, want error %q", res.Status, res.Error, tt.wantErr)
+			}
+			runs := e.Imports()
+			if len(runs) != 1 {
+				t.Fatalf("Imports() = %+v, want one", runs)
+			}
+			r := runs[0]
+			if r.Database != db.UUID || r.Bytes != int64(len(tt.sql)) || r.Statements != tt.statements || (r.Error != "") != (tt.wantErr != "") {
+				t.Errorf("Imports()[0] = %+v", r)
+			}
+			if tt.largest > 0 && r.LargestStatement != tt.largest || tt.largest == 0 && r.LargestStatement <= d1emu.MaxStatementBytes {
+				t.Errorf("largest statement %d bytes, want %d (0: over the limit)", r.LargestStatement, tt.largest)
+			}
+			if tt.wantErr != "" {
+				if got := e.mustQuery(db.UUID, "SELECT count(*) FROM sqlite_schema"); got[0] != "[[0]]" {
+					t.Errorf("a failed import left %v objects", got)
+				}
+			}
+		})
+	}
+}

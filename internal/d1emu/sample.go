@@ -79,6 +79,54 @@ BEGIN
 END;
 `
 
+// FTS5Kind names one way to declare an FTS5 table.
+type FTS5Kind string
+
+// FTS5 table kinds, and the table FTS5SQL creates for each.
+const (
+	FTS5Contentful  FTS5Kind = "contentful"  // articles_fts: keeps its own copy of the text
+	FTS5External    FTS5Kind = "external"    // articles_ext: content='articles', content_rowid='id'
+	FTS5Contentless FTS5Kind = "contentless" // articles_cl: content='', the text cannot be read back
+)
+
+// FTS5Kinds lists every kind.
+var FTS5Kinds = []FTS5Kind{FTS5Contentful, FTS5External, FTS5Contentless}
+
+// fts5Tables declares the FTS5 table of each kind and fills it from articles.
+var fts5Tables = map[FTS5Kind]string{
+	FTS5Contentful: `CREATE VIRTUAL TABLE articles_fts USING fts5(title, body, tokenize = 'porter unicode61');
+INSERT INTO articles_fts (rowid, title, body) SELECT id, title, body FROM articles;
+`,
+	FTS5External: `CREATE VIRTUAL TABLE articles_ext USING fts5(title, body, content='articles', content_rowid='id');
+INSERT INTO articles_ext (articles_ext) VALUES ('rebuild');
+`,
+	FTS5Contentless: `CREATE VIRTUAL TABLE articles_cl USING fts5(title, body, content='', prefix='2 3');
+INSERT INTO articles_cl (rowid, title, body) SELECT id, title, body FROM articles;
+`,
+}
+
+// FTS5SQL seeds a database with an ordinary table, articles (ids with a
+// gap, text with quotes, a semicolon, a newline, non-ASCII and a NULL), and
+// one FTS5 table over it of each kind given (every kind when none). D1
+// refuses to export such a database.
+func FTS5SQL(kinds ...FTS5Kind) string {
+	if len(kinds) == 0 {
+		kinds = FTS5Kinds
+	}
+	var b strings.Builder
+	b.WriteString(`CREATE TABLE articles (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT);
+INSERT INTO articles (id, title, body) VALUES
+  (1, 'Nightly backups', 'Every database, every night.'),
+  (2, 'O''Brien''s notes', 'Line one' || char(10) || 'line two; with a semicolon'),
+  (3, 'Zoë and ★', NULL),
+  (7, 'A gap in the ids', 'rowid 7 follows rowid 3');
+`)
+	for _, k := range kinds {
+		b.WriteString(fts5Tables[k])
+	}
+	return b.String()
+}
+
 // ParseSize reads a byte size: a plain number, or one with a suffix B, KB,
 // MB, GB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); K, M, G
 // alone mean KiB, MiB, GiB.

@@ -30,14 +30,32 @@ type Emulator struct {
 	BaseURL string
 }
 
-// MustCreate creates a database from seed SQL or fails the test.
-func (e *Emulator) MustCreate(tb testing.TB, name, seed string) d1emu.Database {
+// MustCreate creates a database from seed SQL or fails the test; opts set
+// e.g. its jurisdiction (d1emu.WithJurisdiction).
+func (e *Emulator) MustCreate(tb testing.TB, name, seed string, opts ...d1emu.DatabaseOption) d1emu.Database {
 	tb.Helper()
-	db, err := e.CreateDatabase(name, seed)
+	db, err := e.CreateDatabase(name, seed, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return db
+}
+
+// MustCreateFTS5 creates a database holding FTS5 tables of the kinds given
+// (every kind when none) over an ordinary table: see d1emu.FTS5SQL for the
+// tables and rows. Its export ends in status error, as D1's would.
+func (e *Emulator) MustCreateFTS5(tb testing.TB, name string, kinds ...d1emu.FTS5Kind) d1emu.Database {
+	tb.Helper()
+	return e.MustCreate(tb, name, d1emu.FTS5SQL(kinds...))
+}
+
+// MustExec runs SQL in a database (UUID or name), advancing its bookmark,
+// or fails the test.
+func (e *Emulator) MustExec(tb testing.TB, id, sql string) {
+	tb.Helper()
+	if err := e.Exec(id, sql); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // MustDump returns the dump the next export of database id would produce.
