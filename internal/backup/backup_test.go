@@ -525,6 +525,10 @@ func TestPreflightBeforeExport(t *testing.T) {
 			if !errors.As(err, &sf) || !strings.Contains(err.Error(), "preflight") {
 				t.Fatalf("Run = %v, want a StoreFailedError from the preflight", err)
 			}
+			// A folder's failure does not send people looking at R2.
+			if _, isFolder := st.(*local.Store); isFolder == strings.Contains(err.Error(), "R2") {
+				t.Errorf("error %q: the hint does not fit the destination", err)
+			}
 			for _, r := range e.emu.Requests() {
 				if r.Endpoint == d1emu.EndpointExport || r.Endpoint == d1emu.EndpointPoll {
 					t.Errorf("D1 was asked to export (%s %s) though the destination cannot take the backup", r.Method, r.Path)

@@ -3,6 +3,8 @@ package backup
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"reflect"
 	"slices"
 	"time"
@@ -72,7 +74,13 @@ type StoreFailedError struct {
 }
 
 func (e *StoreFailedError) Error() string {
-	return fmt.Sprintf("backup: %s: destination refused: %v; check the bucket name, endpoint and R2 credentials", e.Op, e.Err)
+	hint := "check the bucket name, endpoint and R2 credentials"
+	var pe *fs.PathError
+	var le *os.LinkError
+	if errors.As(e.Err, &pe) || errors.As(e.Err, &le) {
+		hint = "check that the folder can be created and written by this user"
+	}
+	return fmt.Sprintf("backup: %s: destination refused: %v; %s", e.Op, e.Err, hint)
 }
 func (e *StoreFailedError) Unwrap() error { return e.Err }
 
