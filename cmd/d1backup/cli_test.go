@@ -174,7 +174,7 @@ func TestBackupToLocalDefault(t *testing.T) {
 	}
 
 	r = w.run(t, w.env(), "list")
-	if r.code != 0 || !strings.Contains(r.stdout, w.db.UUID) || strings.Count(r.stdout, "\n") != 2 {
+	if r.code != 0 || !strings.Contains(r.stdout, "  notes  ") || strings.Count(r.stdout, "\n") != 2 {
 		t.Errorf("list: exit %d\n%s\nwant a header and one backup", r.code, r.stdout)
 	}
 }
@@ -218,7 +218,7 @@ func TestBackupToR2(t *testing.T) {
 			t.Errorf("%s: output leaks %v", compression, s)
 		}
 	}
-	r := w.run(t, env, "list", "--database", "notes")
+	r := w.run(t, env, "list", "--database", "notes", "--long")
 	if r.code != 0 || strings.Count(r.stdout, w.db.UUID) != 6 {
 		t.Errorf("list: exit %d\n%s\nwant three backups", r.code, r.stdout)
 	}
@@ -235,7 +235,7 @@ func TestFailures(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{"no database flag", []string{"backup"}, nil, nil, 2, "--database is required"},
+		{"no database flag", []string{"backup"}, nil, nil, 2, "give --database <uuid|name> (repeatable) or --all"},
 		{"bad compression", []string{"backup", "--database", "notes", "--compression", "lz4"}, nil, nil, 2, "must be one of gzip, zstd, none"},
 		{"unknown command", []string{"bakup"}, nil, nil, 2, `unknown command "bakup"`},
 		{"unknown database", []string{"backup", "--database", "nope"}, nil, nil, 1, `database "nope" not found`},
