@@ -107,9 +107,9 @@ func pickDatabases(cmd *cobra.Command, e env, cfg config.Config, databases []str
 
 // backupRun holds what every database of one command line shares.
 type backupRun struct {
-	e       env
-	cfg     config.Config
-	api     interface {
+	e   env
+	cfg config.Config
+	api interface {
 		backup.D1
 		backup.Lister
 	}

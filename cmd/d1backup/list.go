@@ -80,23 +80,23 @@ type listJSON struct {
 
 // backupJSON is one backup as list and status show it.
 type backupJSON struct {
-	ID              string                `json:"id"`
-	DatabaseID      string                `json:"database_id"`
-	DatabaseName    string                `json:"database_name"`
-	Bookmark        string                `json:"bookmark"`
-	Key             string                `json:"key"`
-	ManifestKey     string                `json:"manifest_key"`
-	Method          string                `json:"method"`
-	ExportStartedAt time.Time             `json:"export_started_at"`
-	ExportedAt      time.Time             `json:"exported_at"`
-	BlockedSeconds  float64               `json:"blocked_seconds"`
-	SQLBytes        int64                 `json:"sql_bytes"`
-	SQLSHA256       string                `json:"sql_sha256"`
-	StoredBytes     int64                 `json:"stored_bytes"`
-	StoredSHA256    string                `json:"stored_sha256"`
-	Compression     string                `json:"compression"`
-	Encrypted       bool                  `json:"encrypted"`
-	Verification    *backup.Verification  `json:"verification"`
+	ID              string               `json:"id"`
+	DatabaseID      string               `json:"database_id"`
+	DatabaseName    string               `json:"database_name"`
+	Bookmark        string               `json:"bookmark"`
+	Key             string               `json:"key"`
+	ManifestKey     string               `json:"manifest_key"`
+	Method          string               `json:"method"`
+	ExportStartedAt time.Time            `json:"export_started_at"`
+	ExportedAt      time.Time            `json:"exported_at"`
+	BlockedSeconds  float64              `json:"blocked_seconds"`
+	SQLBytes        int64                `json:"sql_bytes"`
+	SQLSHA256       string               `json:"sql_sha256"`
+	StoredBytes     int64                `json:"stored_bytes"`
+	StoredSHA256    string               `json:"stored_sha256"`
+	Compression     string               `json:"compression"`
+	Encrypted       bool                 `json:"encrypted"`
+	Verification    *backup.Verification `json:"verification"`
 }
 
 type unfinishedJSON struct {
