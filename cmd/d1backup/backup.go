@@ -49,9 +49,9 @@ func newBackupCmd(e env) *cobra.Command {
 		Args:    noArgs,
 	}
 	f := cmd.Flags()
-	databases := f.StringArray("database", nil, "`database` to back up: its UUID or name (repeatable)")
+	databases := f.StringArray("database", nil, "database to back up, by `uuid|name` (repeatable)")
 	all := f.Bool("all", false, "back up every database in the account (with --include/--exclude)")
-	d := destFlag(cmd, "to store the backups")
+	d := destFlag(cmd, "to store the backups in")
 	asJSON := jsonFlag(cmd)
 	verbose := f.Bool("verbose", false, "log every step of the pipeline")
 	config.BindFlags(f, config.SettingInclude, config.SettingExclude, config.SettingConcurrency,
@@ -119,15 +119,17 @@ type backupRun struct {
 
 func newBackupRun(cmd *cobra.Command, e env, cfg config.Config, destination string, verbose bool) (*backupRun, error) {
 	hc := cfg.HTTPClient()
+	// The destination first: a mistake in --dest is a usage error, and
+	// the environment's D1 settings are checked after it.
+	st, err := cfg.OpenDest(destination, hc)
+	if err != nil {
+		return nil, err
+	}
 	api, err := cfg.D1Client(hc)
 	if err != nil {
 		return nil, err
 	}
 	cfg.BoundMemory(e.getenv)
-	st, err := cfg.OpenDest(destination, hc)
-	if err != nil {
-		return nil, err
-	}
 	return &backupRun{e: e, cfg: cfg, api: api, st: st, verbose: verbose}, nil
 }
 

@@ -31,8 +31,8 @@ func newListCmd(e env) *cobra.Command {
 		Example: "  d1backup list\n  d1backup list --database shop --long\n  d1backup list --dest r2://backups/prod --json",
 		Args:    noArgs,
 	}
-	d := destFlag(cmd, "the backups are")
-	database := cmd.Flags().String("database", "", "only this `database` (UUID or name)")
+	d := destFlag(cmd, "of the backups")
+	database := cmd.Flags().String("database", "", "only this database, by `uuid|name`")
 	long := cmd.Flags().Bool("long", false, "show UUIDs, bookmarks, times and keys (wide)")
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

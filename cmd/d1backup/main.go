@@ -230,7 +230,7 @@ func destFlag(cmd *cobra.Command, what string) *string {
 		form, _, _ := strings.Cut(u, " (")
 		forms = append(forms, form)
 	}
-	return cmd.Flags().String("dest", "", fmt.Sprintf("where %s: %s (default: r2://$R2_BUCKET/$D1BACKUP_PREFIX if R2_BUCKET is set, else ./%s)",
+	return cmd.Flags().String("dest", "", fmt.Sprintf("`location` %s: %s (default: r2://$R2_BUCKET/$D1BACKUP_PREFIX if R2_BUCKET is set, else ./%s)",
 		what, strings.Join(forms, ", "), config.DefaultLocalDir))
 }
 

@@ -30,8 +30,8 @@ func newPruneCmd(e env) *cobra.Command {
 		Example: "  d1backup prune --keep-last 7 --keep-daily 14 --keep-monthly 12 --dry-run\n  d1backup prune --database shop --keep-daily 30 --json",
 		Args:    noArgs,
 	}
-	d := destFlag(cmd, "the backups are")
-	database := cmd.Flags().String("database", "", "only this `database` (UUID or name); default every database in the destination")
+	d := destFlag(cmd, "of the backups")
+	database := cmd.Flags().String("database", "", "only this database, by `uuid|name` (default: every database in the destination)")
 	dryRun := cmd.Flags().Bool("dry-run", false, "only say what would be deleted and what keeps each survivor")
 	asJSON := jsonFlag(cmd)
 	config.BindFlags(cmd.Flags(), config.SettingKeepLast, config.SettingKeepDaily, config.SettingKeepWeekly, config.SettingKeepMonthly, config.SettingTimeZone)

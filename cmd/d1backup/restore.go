@@ -32,8 +32,8 @@ func newRestoreCmd(e env) *cobra.Command {
 	}
 	f := cmd.Flags()
 	from := f.String("from", "", "the `backup` to restore (the same as the argument)")
-	d := destFlag(cmd, "the backups are")
-	database := f.String("database", "", "restore into this existing `database` (UUID or name); it must have no tables unless --force")
+	d := destFlag(cmd, "of the backups")
+	database := f.String("database", "", "restore into this existing database, by `uuid|name`; it must have no tables unless --force")
 	create := f.String("create", "", "create a new database with this `name` and restore into it")
 	toSQLite := f.String("to-sqlite", "", "restore into this local SQLite `file` instead of D1")
 	force := f.Bool("force", false, "import into a --database that has tables, or replace a non-empty --to-sqlite file")

@@ -38,7 +38,7 @@ func newStatusCmd(e env) *cobra.Command {
 		Example: "  d1backup status\n  d1backup status --dest r2://backups/prod --stale-after 26 --json",
 		Args:    noArgs,
 	}
-	d := destFlag(cmd, "the backups are")
+	d := destFlag(cmd, "of the backups")
 	asJSON := jsonFlag(cmd)
 	config.BindFlags(cmd.Flags(), config.SettingStaleAfter, config.SettingInclude, config.SettingExclude, config.SettingConcurrency)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

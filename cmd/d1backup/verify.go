@@ -31,7 +31,7 @@ func newVerifyCmd(e env) *cobra.Command {
 		Example: "  d1backup verify 3fa85f64\n  d1backup verify shop@latest --identity backup.key\n  d1backup verify r2://backups/prod/<uuid>/<bookmark>.sql.gz --json",
 		Args:    exactArgs(1, "give one backup: an ID from 'd1backup list', <database>@latest, a key, r2://<bucket>/<key> or a file"),
 	}
-	d := destFlag(cmd, "the backups are")
+	d := destFlag(cmd, "of the backups")
 	identity := identityFlag(cmd)
 	tempDir := cmd.Flags().String("temp-dir", "", "`folder` for the SQL and the scratch database (default: the system's)")
 	noRecord := cmd.Flags().Bool("no-record", false, "do not record the result in the backup's manifest")

@@ -203,7 +203,7 @@ var table = []Setting{
 		Field: func(c *Config) any { return &c.PartConcurrency }},
 	{Name: SettingConcurrency, Env: EnvConcurrency, Context: "concurrency", Flag: SettingConcurrency, Kind: Int,
 		Default: "4", Min: 1, Max: 40,
-		Help:  "databases backed up at once (workflow, backup --all)",
+		Help:  "databases handled at once (the workflow, backup, status)",
 		Field: func(c *Config) any { return &c.Concurrency }},
 	{Name: SettingDatabases, Env: EnvDatabases, Context: "databases", Kind: List, Lambda: true,
 		Default: "*",
