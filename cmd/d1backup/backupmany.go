@@ -111,25 +111,30 @@ func (b *backupRun) many(ctx context.Context, sel backup.Selection, asJSON bool)
 
 func printMany(b *backupRun, res manyJSON) {
 	tw := table(b.e.stdout)
-	fmt.Fprintln(tw, "DATABASE\tRESULT\tBACKUP\tSQL\tSTORED\tTOOK\tERROR")
+	fmt.Fprintln(tw, "DATABASE\tRESULT\tBACKUP\tSQL\tSTORED\tTOOK")
+	var failures []string
 	for _, r := range res.Databases {
 		name := truncate(clean(r.DatabaseName), 32)
-		switch {
-		case r.Error != nil:
-			fmt.Fprintf(tw, "%s\tFAILED\t-\t-\t-\t%s\t%s\n", name, elapsed(secs(r.ElapsedSeconds)), truncate(r.Error.Message, 60))
-		default:
-			s := r.Backup
-			result := "stored"
-			if r.Status == statusAlreadyStored {
-				result = "already stored"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", name, result, backup.ID(s.DatabaseID, s.Bookmark),
-				bytesHuman(s.SQLBytes), bytesHuman(s.StoredBytes)+" "+format(s.Compression, s.Encrypted), elapsed(secs(r.ElapsedSeconds)))
+		took := elapsed(secs(r.ElapsedSeconds))
+		if r.Error != nil {
+			fmt.Fprintf(tw, "%s\tFAILED\t-\t-\t-\t%s\n", name, took)
+			failures = append(failures, name+": "+r.Error.Message)
+			continue
 		}
+		s := r.Backup
+		result := "stored"
+		if r.Status == statusAlreadyStored {
+			result = "already stored"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, result, backup.ID(s.DatabaseID, s.Bookmark),
+			bytesHuman(s.SQLBytes), bytesHuman(s.StoredBytes)+" "+format(s.Compression, s.Encrypted), took)
 	}
 	tw.Flush()
 	fmt.Fprintf(b.e.stdout, "%s: %d stored, %d already stored, %d failed\n",
 		count(len(res.Databases), "database", "databases"), res.Stored, res.AlreadyStored, res.Failed)
+	for _, f := range failures {
+		fmt.Fprintln(b.e.stdout, "  "+f)
+	}
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
