@@ -192,6 +192,9 @@ func shape(t *testing.T, doc string) string {
 		case map[string]any:
 			set[path+": object"] = true
 			for k, x := range v {
+				if strings.HasSuffix(path, ".tables") {
+					k = "<table>" // a map keyed by table name
+				}
 				walk(path+"."+k, x)
 			}
 		case []any:

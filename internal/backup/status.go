@@ -162,7 +162,8 @@ func shelfStatus(ctx context.Context, st store.Store, s Shelf, opts StatusOption
 	case len(ds.Skipped) > 0:
 		ds.State, ds.Reason = StateFailed, "the newest backup is not good: "+ds.Skipped[0].Reason
 	case opts.Now.Sub(ExportedAt(ds.LastGood)) > opts.StaleAfter:
-		ds.State, ds.Reason = StateStale, fmt.Sprintf("newest good backup is older than %s", opts.StaleAfter)
+		ds.State, ds.Reason = StateStale, fmt.Sprintf("newest good backup is %dh old, over the %gh threshold",
+			int(opts.Now.Sub(ExportedAt(ds.LastGood)).Hours()), opts.StaleAfter.Hours())
 	default:
 		ds.State = StateOK
 	}
