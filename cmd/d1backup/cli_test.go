@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -52,6 +53,8 @@ type world struct {
 	db   d1emu.Database
 	dump []byte
 	dir  string // working directory of the CLI
+	// attr, when set, starts the CLI with these attributes (another user).
+	attr *syscall.SysProcAttr
 }
 
 func newWorld(t *testing.T, opts d1emu.Options) *world {
@@ -82,6 +85,7 @@ func (w *world) run(t *testing.T, env []string, args ...string) result {
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = w.dir
 	cmd.Env = env
+	cmd.SysProcAttr = w.attr
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -142,7 +142,7 @@ func shelfStatus(ctx context.Context, st store.Store, s Shelf, opts StatusOption
 			skip("its manifest disappeared while listing (pruned meanwhile?)")
 			continue
 		case err != nil:
-			return ds, storeError("read manifest "+e.ManifestKey(), err)
+			return ds, storeError("find the newest good backup of "+s.DatabaseID, err)
 		}
 		if ds.DatabaseName == "" {
 			ds.DatabaseName = m.DatabaseName
