@@ -95,7 +95,7 @@ func TestBackupRefs(t *testing.T) {
 		if got := notes(t, out); !slices.Equal(got, want) {
 			t.Errorf("%v: rows %q, want %q", args, got, want)
 		}
-		if !regexp.MustCompile(`: [0-9]+ statements, [0-9]+ rows written\n`).MatchString(r.stdout) {
+		if !regexp.MustCompile(`(?m)^  [0-9]+ statements, [0-9]+ rows written$`).MatchString(r.stdout) {
 			t.Errorf("%v: output does not count statements and rows:\n%s", args, r.stdout)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/restore"
 )
 
@@ -103,18 +104,18 @@ func newRestoreCmd(e env) *cobra.Command {
 }
 
 func printRestore(e env, res restore.Result) {
-	fmt.Fprintf(e.stdout, "restored %s\n  from %s (%s) at bookmark %s; SQL %s, sha256 %s (checked)\n",
-		clean(res.Key), clean(res.FromDatabaseName), res.FromDatabaseID, res.FromBookmark, bytesHuman(res.SQLBytes), res.SQLSHA256)
-	if res.SQLitePath != "" {
-		fmt.Fprintf(e.stdout, "  into %s: %s, %s written\n", clean(res.SQLitePath),
-			count(int(res.NumQueries), "statement", "statements"), count(int(res.RowsWritten), "row", "rows"))
-		return
+	into := clean(res.SQLitePath)
+	if res.SQLitePath == "" {
+		into = fmt.Sprintf("database %s (%s)", clean(res.DatabaseName), res.DatabaseID)
+		if res.Created {
+			into = "new " + into
+		}
 	}
-	what := "database"
-	if res.Created {
-		what = "new database"
+	fmt.Fprintf(e.stdout, "restored backup %s of %s into %s\n", backup.ID(res.FromDatabaseID, res.FromBookmark), clean(res.FromDatabaseName), into)
+	fmt.Fprintf(e.stdout, "  %s, %s written\n", count(int(res.NumQueries), "statement", "statements"), count(int(res.RowsWritten), "row", "rows"))
+	if res.FinalBookmark != "" {
+		fmt.Fprintf(e.stdout, "  final bookmark %s (a Time Travel restore point right after the import)\n", res.FinalBookmark)
 	}
-	fmt.Fprintf(e.stdout, "  into %s %s (%s): %s, %s written\n  final bookmark %s (a Time Travel restore point right after the import)\n",
-		what, clean(res.DatabaseName), res.DatabaseID, count(int(res.NumQueries), "statement", "statements"),
-		count(int(res.RowsWritten), "row", "rows"), res.FinalBookmark)
+	fmt.Fprintf(e.stdout, "  from %s\n  SQL %s, sha256 %s (checked against the manifest)\n",
+		clean(res.Key), bytesHuman(res.SQLBytes), res.SQLSHA256)
 }

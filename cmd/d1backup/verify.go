@@ -8,6 +8,7 @@ import (
 	"filippo.io/age"
 	"github.com/spf13/cobra"
 
+	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/restore"
 )
 
@@ -115,7 +116,11 @@ func readIdentities(path string) ([]age.Identity, error) {
 
 func printReport(e env, r *restore.Report) {
 	out := e.stdout
-	fmt.Fprintf(out, "backup   %s\n", clean(r.Key))
+	if r.DatabaseID != "" {
+		fmt.Fprintf(out, "backup   %s  %s\n", backup.ID(r.DatabaseID, r.Bookmark), clean(r.Key))
+	} else {
+		fmt.Fprintf(out, "backup   %s\n", clean(r.Key))
+	}
 	if r.DatabaseID != "" {
 		fmt.Fprintf(out, "database %s (%s) at bookmark %s\n", clean(r.DatabaseName), r.DatabaseID, r.Bookmark)
 		fmt.Fprintf(out, "stored   %s (%s), sha256 %s\n", bytesHuman(r.StoredBytes), clean(r.Compression), r.StoredSHA256)
