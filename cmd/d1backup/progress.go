@@ -267,7 +267,7 @@ func storedLine(sum backup.Summary, took time.Duration) string {
 	}
 	s := fmt.Sprintf("stored %s of SQL as %s %s in %s", bytesHuman(sum.SQLBytes), bytesHuman(sum.StoredBytes), format(sum.Compression, sum.Encrypted), elapsed(took))
 	if took >= minRateSpan {
-		s += fmt.Sprintf(" (%s/s)", bytesHuman(int64(float64(sum.SQLBytes)/took.Seconds())))
+		s += fmt.Sprintf(", %s/s", bytesHuman(int64(float64(sum.SQLBytes)/took.Seconds())))
 	}
 	return s + fmt.Sprintf(" (backup %s)", backup.ID(sum.DatabaseID, sum.Bookmark))
 }
