@@ -71,6 +71,11 @@ func TestBackupRefs(t *testing.T) {
 		t.Fatalf("list: %+v, want %s then %s", l.Backups, first, second)
 	}
 	id1, id2 := l.Backups[0].ID, l.Backups[1].ID
+	for _, line := range strings.Split(w.run(t, w.env(), "list").stdout, "\n") {
+		if len(line) > 100 {
+			t.Errorf("list line over 100 columns: %q", line)
+		}
+	}
 	golden(t, "json/list.shape", shape(t, w.run(t, w.env(), "list", "--json").stdout))
 
 	for _, tt := range []struct {
