@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,15 +28,6 @@ type several struct {
 	Stored, AlreadyStored, Failed int
 }
 
-func parseSeveral(t *testing.T, out string) several {
-	t.Helper()
-	var s several
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		t.Fatalf("not the JSON of several backups: %v\n%s", err, out)
-	}
-	return s
-}
-
 func (s several) names() string {
 	var out []string
 	for _, d := range s.Databases {
@@ -59,7 +49,7 @@ func TestBackupSeveral(t *testing.T) {
 		t.Fatalf("--all: exit %d\n%s", r.code, r.stderr)
 	}
 	golden(t, "json/backup-several.shape", shape(t, r.stdout))
-	s := parseSeveral(t, r.stdout)
+	s := decode[several](t, r.stdout)
 	if got, want := s.names(), "notes=stored shop=stored"; got != want {
 		t.Errorf("--all --exclude test-*: %s, want %s", got, want)
 	}
@@ -87,11 +77,11 @@ func TestBackupSeveral(t *testing.T) {
 
 	// Repeatable --database, and D1BACKUP_DATABASES when no flag names any.
 	r = w.run(t, w.env(), "backup", "--database", "test-a", "--database", w.db.UUID, "--json")
-	if got, want := parseSeveral(t, r.stdout).names(), "notes=already_stored test-a=stored"; r.code != 0 || got != want {
+	if got, want := decode[several](t, r.stdout).names(), "notes=already_stored test-a=stored"; r.code != 0 || got != want {
 		t.Errorf("two --database: exit %d, %s, want %s\n%s", r.code, got, want, r.stderr)
 	}
 	r = w.run(t, w.env("D1BACKUP_DATABASES=test-b,shop"), "backup", "--json")
-	if got, want := parseSeveral(t, r.stdout).names(), "shop=already_stored test-b=stored"; r.code != 0 || got != want {
+	if got, want := decode[several](t, r.stdout).names(), "shop=already_stored test-b=stored"; r.code != 0 || got != want {
 		t.Errorf("D1BACKUP_DATABASES: exit %d, %s, want %s\n%s", r.code, got, want, r.stderr)
 	}
 
@@ -144,7 +134,7 @@ func TestBackupSeveralOneFails(t *testing.T) {
 
 	w.emu.InjectFault(d1emu.Fault{Endpoint: d1emu.EndpointAny, Kind: d1emu.FaultExportError, Database: bad.UUID, Times: 10})
 	r = w.run(t, w.env(), "backup", "--all", "--json")
-	s := parseSeveral(t, r.stdout)
+	s := decode[several](t, r.stdout)
 	if r.code != 1 || s.Failed != 1 || s.names() != "broken=failed notes=already_stored shop=already_stored" {
 		t.Fatalf("--json: exit %d, %+v", r.code, s)
 	}

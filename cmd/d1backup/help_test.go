@@ -176,6 +176,16 @@ func TestVersionJSON(t *testing.T) {
 	}
 }
 
+// decode parses a --json output, failing the test when it is not one.
+func decode[T any](t *testing.T, out string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("not the expected JSON: %v\n%s", err, out)
+	}
+	return v
+}
+
 // shape describes a JSON document's structure, one "path: type" line per
 // field (arrays merge their elements' shapes): what scripts rely on, without
 // the values that change from run to run.

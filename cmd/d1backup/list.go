@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -36,11 +35,7 @@ func newListCmd(e env) *cobra.Command {
 	long := cmd.Flags().Bool("long", false, "show UUIDs, bookmarks, times and keys (wide)")
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := loadConfig(cmd, e)
-		if err != nil {
-			return err
-		}
-		st, err := cfg.OpenDest(*d, http.DefaultClient)
+		cfg, st, err := configAndDest(cmd, e, *d)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -24,6 +25,7 @@ import (
 	"github.com/d1backup/d1backup/internal/config"
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/dest"
+	"github.com/d1backup/d1backup/internal/store"
 )
 
 // env is the process environment as the commands see it.
@@ -221,6 +223,17 @@ func loadConfig(cmd *cobra.Command, e env) (config.Config, error) {
 		return cfg, usageError{err.Error()}
 	}
 	return cfg, nil
+}
+
+// configAndDest loads the configuration and opens the destination (d, or
+// the default) for a command that reads backups.
+func configAndDest(cmd *cobra.Command, e env, d string) (config.Config, store.Store, error) {
+	cfg, err := loadConfig(cmd, e)
+	if err != nil {
+		return cfg, nil, err
+	}
+	st, err := cfg.OpenDest(d, http.DefaultClient)
+	return cfg, st, err
 }
 
 // destFlag adds --dest.

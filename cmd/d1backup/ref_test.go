@@ -47,13 +47,9 @@ func (w *world) list(t *testing.T, args ...string) listDoc {
 // reportKey is the key a verify --json report names.
 func reportKey(t *testing.T, out string) string {
 	t.Helper()
-	var rep struct {
+	return decode[struct {
 		Key string `json:"key"`
-	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("verify --json: %v\n%s", err, out)
-	}
-	return rep.Key
+	}](t, out).Key
 }
 
 // TestBackupRefs: verify and restore take a backup by ID (or a unique

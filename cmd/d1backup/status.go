@@ -43,11 +43,7 @@ func newStatusCmd(e env) *cobra.Command {
 	config.BindFlags(cmd.Flags(), config.SettingStaleAfter, config.SettingInclude, config.SettingExclude, config.SettingConcurrency)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		ctx := cmd.Context()
-		cfg, err := loadConfig(cmd, e)
-		if err != nil {
-			return err
-		}
-		st, err := cfg.OpenDest(*d, http.DefaultClient)
+		cfg, st, err := configAndDest(cmd, e, *d)
 		if err != nil {
 			return err
 		}

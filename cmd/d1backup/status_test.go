@@ -36,15 +36,6 @@ type statusDoc struct {
 	} `json:"databases"`
 }
 
-func parseStatus(t *testing.T, out string) statusDoc {
-	t.Helper()
-	var s statusDoc
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, out)
-	}
-	return s
-}
-
 // rows renders each database as name=STATE[,verified][,encrypted][,unexpected].
 func (s statusDoc) rows() string {
 	var out []string
@@ -145,7 +136,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status --json: exit %d, want 1 (stale, never, failed)\n%s", r.code, r.stderr)
 	}
 	golden(t, "json/status.shape", shape(t, r.stdout))
-	s := parseStatus(t, r.stdout)
+	s := decode[statusDoc](t, r.stdout)
 	want := "broken=FAILED encrypted=OK,encrypted fresh=OK,verified gone=OK,unexpected never=NEVER notes=NEVER stale=STALE unverified=OK"
 	if got := s.rows(); got != want || !s.AccountListed || s.OK {
 		t.Errorf("status\n got %s (account listed %v, ok %v)\nwant %s", got, s.AccountListed, s.OK, want)
@@ -189,12 +180,12 @@ func TestStatus(t *testing.T) {
 	}
 	// A longer threshold makes stale OK; the never-backed-up stay NEVER.
 	r = w.run(t, w.env(), "status", "--stale-after", "100", "--exclude", "n*", "--exclude", "broken", "--json")
-	if s := parseStatus(t, r.stdout); r.code != 0 || !strings.Contains(s.rows(), "stale=OK") {
+	if s := decode[statusDoc](t, r.stdout); r.code != 0 || !strings.Contains(s.rows(), "stale=OK") {
 		t.Errorf("--stale-after 100: exit %d, %s", r.code, s.rows())
 	}
 	// Without D1 credentials only the destination is known.
 	r = w.run(t, w.env("CLOUDFLARE_API_TOKEN="), "status", "--json")
-	if s := parseStatus(t, r.stdout); r.code != 1 || s.AccountListed || strings.Contains(s.rows(), "NEVER") || !strings.Contains(r.stderr, "only databases with backups") {
+	if s := decode[statusDoc](t, r.stdout); r.code != 1 || s.AccountListed || strings.Contains(s.rows(), "NEVER") || !strings.Contains(r.stderr, "only databases with backups") {
 		t.Errorf("no credentials: exit %d, %s\n%s", r.code, s.rows(), r.stderr)
 	}
 }
