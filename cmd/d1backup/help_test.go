@@ -108,6 +108,7 @@ func TestUsageMistakes(t *testing.T) {
 		{[]string{"status", "--stale-after", "0"}, "must be a whole number from 1 to 168"},
 		{[]string{"status", "--stale-after", "36h"}, "must be a whole number"},
 		{[]string{"list", "extra"}, `unexpected argument "extra"`},
+		{[]string{"list", "--last", "-1"}, "--last must not be negative"},
 		{[]string{"verify"}, "give one backup"},
 		{[]string{"verify", "a", "b"}, "give one backup"},
 		{[]string{"verify", "not-a-backup"}, `"not-a-backup" is not a backup`},

@@ -33,13 +33,17 @@ func newListCmd(e env) *cobra.Command {
 	d := destFlag(cmd, "of the backups")
 	database := cmd.Flags().String("database", "", "only this database, by `uuid|name`")
 	long := cmd.Flags().Bool("long", false, "show UUIDs, bookmarks, times and keys (wide)")
+	last := cmd.Flags().Int("last", 0, "only the newest `N` backups of each database (0: all); reads fewer manifests")
 	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if *last < 0 {
+			return usagef("--last must not be negative")
+		}
 		cfg, st, err := configAndDest(cmd, e, *d)
 		if err != nil {
 			return err
 		}
-		l, err := listBackups(cmd.Context(), cfg, st, *database)
+		l, err := listBackups(cmd.Context(), cfg, st, *database, *last)
 		if err != nil {
 			return err
 		}
@@ -114,8 +118,9 @@ func newBackupJSON(m *backup.Manifest) backupJSON {
 
 // listBackups reads the manifests of the backups in st (of one database
 // when database is set: a name is found through each database's newest
-// manifest, so only that database's manifests are read in full).
-func listBackups(ctx context.Context, cfg config.Config, st store.Store, database string) (listJSON, error) {
+// manifest, so only that database's manifests are read in full; the newest
+// last of each database when last > 0).
+func listBackups(ctx context.Context, cfg config.Config, st store.Store, database string, last int) (listJSON, error) {
 	l := listJSON{Backups: []backupJSON{}, Unfinished: []unfinishedJSON{}, Skipped: []backup.Skipped{}}
 	var shelves []backup.Shelf
 	switch {
@@ -146,7 +151,11 @@ func listBackups(ctx context.Context, cfg config.Config, st store.Store, databas
 	}
 	var entries []backup.Entry
 	for _, s := range shelves {
-		entries = append(entries, s.Backups...)
+		bs := s.Backups
+		if last > 0 && len(bs) > last {
+			bs = bs[len(bs)-last:]
+		}
+		entries = append(entries, bs...)
 	}
 	ms, errs := backup.ReadManifests(ctx, st, entries, cfg.Concurrency)
 	if err := ctx.Err(); err != nil {

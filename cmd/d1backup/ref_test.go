@@ -73,6 +73,9 @@ func TestBackupRefs(t *testing.T) {
 		}
 	}
 	golden(t, "json/list.shape", shape(t, w.run(t, w.env(), "list", "--json").stdout))
+	if l := w.list(t, "--last", "1"); len(l.Backups) != 1 || l.Backups[0].Key != second {
+		t.Errorf("list --last 1: %+v, want only %s", l.Backups, second)
+	}
 
 	for _, tt := range []struct {
 		ref, want string
