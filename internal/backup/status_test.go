@@ -32,7 +32,7 @@ func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, err
 
 // putBackup stores a dump and, unless manifest is nil, a manifest as the
 // pipeline writes them, for database id at bookmark n exported at at.
-func putBackup(t *testing.T, st store.Store, id, name string, n int, at time.Time, edit func(m *backup.Manifest)) string {
+func putBackup(t testing.TB, st store.Store, id, name string, n int, at time.Time, edit func(m *backup.Manifest)) string {
 	t.Helper()
 	ctx := context.Background()
 	bookmark := fmt.Sprintf("%08x-00000000-00000000-%032x", n, n)
@@ -277,5 +277,42 @@ func TestOnExport(t *testing.T) {
 	}
 	if got, want := strings.Join(seen, " "), "active/0 active/1 active/2 complete/3"; got != want {
 		t.Errorf("OnExport saw %s, want %s", got, want)
+	}
+}
+
+// BenchmarkStatus compares Status (bounded reads per database) with
+// reading every manifest (ListManifests, what a status built on list would
+// do) over 40 databases of 50 backups each. reads/op counts manifest GETs.
+func BenchmarkStatus(b *testing.B) {
+	base, _ := local.New(b.TempDir())
+	now := time.Now().UTC()
+	for d := range 40 {
+		id := fmt.Sprintf("%08x-0000-4000-8000-000000000000", d)
+		for n := 1; n <= 50; n++ {
+			putBackup(b, base, id, fmt.Sprintf("db%d", d), n, now.Add(-time.Duration(60-n)*time.Hour), nil)
+		}
+	}
+	for _, bb := range []struct {
+		name string
+		run  func(st store.Store) error
+	}{
+		{"status", func(st store.Store) error {
+			_, err := backup.Status(context.Background(), st, backup.StatusOptions{Now: now, StaleAfter: 36 * time.Hour, Concurrency: 4})
+			return err
+		}},
+		{"every-manifest", func(st store.Store) error {
+			_, _, err := backup.ListManifests(context.Background(), st, "")
+			return err
+		}},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			st := &countingStore{Store: base}
+			for b.Loop() {
+				if err := bb.run(st); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(st.gets.Load())/float64(b.N), "reads/op")
+		})
 	}
 }
