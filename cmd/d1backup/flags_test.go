@@ -34,6 +34,17 @@ func TestRepeatableRecipients(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
 	}
+	// A wrong identity reaches no verdict on the backup: nothing recorded.
+	stranger, _ := age.GenerateX25519Identity()
+	os.WriteFile(filepath.Join(w.dir, "c.key"), []byte(stranger.String()+"\n"), 0o600) //nolint:errcheck
+	manifests, _ := filepath.Glob(filepath.Join(w.dir, "d1-backups", w.db.UUID, "*.manifest.json"))
+	before, _ := os.ReadFile(manifests[0])
+	if r := w.run(t, w.env(), "verify", "notes@latest", "--identity", "c.key"); r.code != 1 || !strings.Contains(r.stderr, "cannot decrypt") {
+		t.Errorf("verify with a wrong identity: exit %d\n%s", r.code, r.stderr)
+	}
+	if after, _ := os.ReadFile(manifests[0]); string(after) != string(before) {
+		t.Error("a wrong identity was recorded as a failed verification")
+	}
 	for _, key := range []string{"a.key", "b.key"} {
 		if r := w.run(t, w.env(), "verify", "notes@latest", "--identity", key); r.code != 0 {
 			t.Errorf("verify with %s: exit %d\n%s", key, r.code, r.stderr)
