@@ -1,82 +1,173 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"log/slog"
-	"sync"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/codec"
 	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/store"
 )
+
+const backupLong = `Backs up D1 databases: starts an export, polls it until it completes, then
+streams the dump (SHA-256, compression, optional age encryption) into the
+destination and writes the manifest beside it. D1 answers no queries to a
+database while its export runs; the progress says for how long.
+
+Which databases:
+  --database <uuid|name>   one database (repeatable)
+  --all                    every database in the account, filtered by
+                           --include/--exclude (D1BACKUP_INCLUDE/EXCLUDE)
+  neither                  D1BACKUP_DATABASES, as the scheduled workflow reads it
+
+With several databases, --concurrency of them run at once; a summary table
+follows, and the exit status is 1 when any failed. A rerun of an unchanged
+database stores nothing new ("already stored").`
+
+const backupExample = `  d1backup backup --database shop
+  d1backup backup --database shop --database blog --dest r2://backups/prod
+  d1backup backup --all --exclude 'test-*' --concurrency 2 --json`
+
+// selection is what a backup command line asks for.
+type selection struct {
+	one   string // a single database: no discovery, the summary as before
+	multi *backup.Selection
+}
 
 func newBackupCmd(e env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "backup --database <uuid|name>",
-		Short: "Back up a database: export, stream into the destination, write the manifest",
-		Args:  cobra.NoArgs,
+		Use:     "backup (--database <uuid|name>... | --all)",
+		Short:   "Back up databases: export, stream into the destination, write the manifest",
+		Long:    backupLong,
+		Example: backupExample,
+		Args:    noArgs,
 	}
-	database := cmd.Flags().String("database", "", "database to back up: its UUID or its name (required)")
-	d := destFlag(cmd, "where to store the backup")
-	asJSON := cmd.Flags().Bool("json", false, "print the result as JSON on stdout")
-	verbose := cmd.Flags().Bool("verbose", false, "log every step")
-	config.BindFlags(cmd.Flags(), config.SettingCompression, config.SettingAgeRecipients, config.SettingPollInterval,
+	f := cmd.Flags()
+	databases := f.StringArray("database", nil, "database to back up, by `uuid|name` (repeatable)")
+	all := f.Bool("all", false, "back up every database in the account (with --include/--exclude)")
+	d := destFlag(cmd, "to store the backups in")
+	asJSON := jsonFlag(cmd)
+	verbose := f.Bool("verbose", false, "log every step of the pipeline")
+	config.BindFlags(f, config.SettingInclude, config.SettingExclude, config.SettingConcurrency,
+		config.SettingCompression, config.SettingAgeRecipients, config.SettingPollInterval,
 		config.SettingExportTimeout, config.SettingMaxRestarts, config.SettingPartSize, config.SettingPartConcurrency)
+	cmd.RegisterFlagCompletionFunc(config.SettingCompression, cobra.FixedCompletions(codec.Names(), cobra.ShellCompDirectiveNoFileComp)) //nolint:errcheck
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if *database == "" {
-			return usageError{"--database is required (a database UUID or name)"}
-		}
 		cfg, err := loadConfig(cmd, e)
 		if err != nil {
 			return err
 		}
-		hc := cfg.HTTPClient()
-		api, err := cfg.D1Client(hc)
+		sel, err := pickDatabases(cmd, e, cfg, *databases, *all)
 		if err != nil {
 			return err
 		}
-		cfg.BoundMemory(e.getenv)
-		st, err := cfg.OpenDest(*d, hc)
+		b, err := newBackupRun(cmd, e, cfg, *d, *verbose)
 		if err != nil {
 			return err
 		}
-		log := newLogger(e, *verbose)
-		prog := newProgress(e, log)
-		bc := cfg.Backup(version())
-		bc.Logger, bc.Progress = log, prog.update
-		runner, err := backup.NewRunner(api, st, bc)
-		if err != nil {
-			return err
+		if sel.multi == nil {
+			return b.one(cmd.Context(), sel.one, *asJSON)
 		}
-		fmt.Fprintf(e.stderr, "d1backup: exporting %s to %s; D1 answers no queries to the database while the export runs\n", *database, st)
-		sum, err := runner.Run(cmd.Context(), target(*database))
-		prog.done()
-		if err != nil {
-			return backup.Classified(err)
-		}
-		if *asJSON {
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(sum)
-		}
-		verb := "stored"
-		if sum.AlreadyExisted {
-			verb = "already stored"
-		}
-		fmt.Fprintf(e.stdout, "%s %s (%s) at bookmark %s: %s\n  SQL %s, sha256 %s\n  stored %s (%s), sha256 %s\n",
-			verb, sum.DatabaseName, sum.DatabaseID, sum.Bookmark, joinKey(st.String(), sum.Key),
-			bytesHuman(sum.SQLBytes), sum.SQLSHA256, bytesHuman(sum.StoredBytes), sum.Compression, sum.StoredSHA256)
-		return nil
+		return b.many(cmd.Context(), *sel.multi, *asJSON)
 	}
 	return cmd
 }
 
+// pickDatabases reads which databases the command line asks for.
+func pickDatabases(cmd *cobra.Command, e env, cfg config.Config, databases []string, all bool) (selection, error) {
+	filtered := cmd.Flags().Changed(config.SettingInclude) || cmd.Flags().Changed(config.SettingExclude)
+	for _, db := range databases {
+		if strings.TrimSpace(db) == "" {
+			return selection{}, usagef("--database needs a UUID or a name")
+		}
+	}
+	switch {
+	case all && len(databases) > 0:
+		return selection{}, usagef("give --database or --all, not both")
+	case filtered && !all && len(databases) > 0:
+		return selection{}, usagef("--include and --exclude filter --all; with --database, name the databases you want")
+	case all:
+		return selection{multi: &backup.Selection{Databases: []string{"*"}, Include: cfg.Include, Exclude: cfg.Exclude}}, nil
+	case len(databases) == 1:
+		return selection{one: databases[0]}, nil
+	case len(databases) > 1:
+		return selection{multi: &backup.Selection{Databases: databases}}, nil
+	case e.getenv(config.EnvDatabases) != "":
+		s := cfg.Selection()
+		return selection{multi: &s}, nil
+	}
+	return selection{}, usagef("which databases? give --database <uuid|name> (repeatable) or --all, or set %s", config.EnvDatabases)
+}
+
+// backupRun holds what every database of one command line shares.
+type backupRun struct {
+	e   env
+	cfg config.Config
+	api interface {
+		backup.D1
+		backup.Lister
+	}
+	st      store.Store
+	verbose bool
+}
+
+func newBackupRun(cmd *cobra.Command, e env, cfg config.Config, destination string, verbose bool) (*backupRun, error) {
+	hc := cfg.HTTPClient()
+	// The destination first: a mistake in --dest is a usage error, and
+	// the environment's D1 settings are checked after it.
+	st, err := cfg.OpenDest(destination, hc)
+	if err != nil {
+		return nil, err
+	}
+	api, err := cfg.D1Client(hc)
+	if err != nil {
+		return nil, err
+	}
+	cfg.BoundMemory(e.getenv)
+	return &backupRun{e: e, cfg: cfg, api: api, st: st, verbose: verbose}, nil
+}
+
+// runner is a Runner whose progress goes to p.
+func (b *backupRun) runner(p *progress, log io.Writer) (*backup.Runner, error) {
+	bc := b.cfg.Backup(version())
+	bc.Logger, bc.Progress, bc.OnExport = newLogger(log, b.verbose), p.onBytes, p.onExport
+	return backup.NewRunner(b.api, b.st, bc)
+}
+
+// one backs up a single database, with a live line on a terminal.
+func (b *backupRun) one(ctx context.Context, ref string, asJSON bool) error {
+	p := newProgress(b.e.stderr, ref, b.e.terminal, b.e.width, time.Now)
+	r, err := b.runner(p, p)
+	if err != nil {
+		return err
+	}
+	p.start()
+	sum, err := r.Run(ctx, target(ref))
+	took := p.storing()
+	p.finish()
+	if err != nil {
+		return backup.Classified(err)
+	}
+	if asJSON {
+		return printJSON(b.e.stdout, sum)
+	}
+	fmt.Fprintf(b.e.stdout, "%s: %s\n", clean(sum.DatabaseName), storedLine(sum, took))
+	if !sum.AlreadyExisted {
+		fmt.Fprintf(b.e.stdout, "  key     %s\n  sql     sha256 %s\n  stored  sha256 %s\n",
+			clean(joinKey(b.st.String(), sum.Key)), sum.SQLSHA256, sum.StoredSHA256)
+	}
+	return nil
+}
+
 func target(ref string) backup.Target {
 	if isUUID(ref) {
-		return backup.Target{DatabaseID: ref}
+		return backup.Target{DatabaseID: strings.ToLower(ref)}
 	}
 	return backup.Target{DatabaseName: ref}
 }
@@ -86,68 +177,4 @@ func joinKey(root, key string) string {
 		return root + key
 	}
 	return root + "/" + key
-}
-
-func bytesHuman(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// progress shows bytes and rate of the dump: a line redrawn every 200 ms on
-// a terminal, a log line every 10 s elsewhere.
-type progress struct {
-	mu    sync.Mutex
-	e     env
-	log   *slog.Logger
-	start time.Time
-	last  time.Time
-	drawn bool
-}
-
-func newProgress(e env, log *slog.Logger) *progress {
-	return &progress{e: e, log: log}
-}
-
-func (p *progress) update(done, total int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if p.start.IsZero() {
-		p.start, p.last = now, now
-	}
-	every := 10 * time.Second
-	if p.e.terminal {
-		every = 200 * time.Millisecond
-	}
-	if now.Sub(p.last) < every && done != total {
-		return
-	}
-	p.last = now
-	rate := int64(float64(done) / max(now.Sub(p.start).Seconds(), 0.001))
-	if !p.e.terminal {
-		p.log.Info("downloading dump", "bytes", done, "total", total, "bytes_per_second", rate)
-		return
-	}
-	of := ""
-	if total >= 0 {
-		of = " / " + bytesHuman(total)
-	}
-	fmt.Fprintf(p.e.stderr, "\r\033[K  %s%s  %s/s", bytesHuman(done), of, bytesHuman(rate))
-	p.drawn = true
-}
-
-func (p *progress) done() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drawn {
-		fmt.Fprintln(p.e.stderr)
-	}
 }

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -52,6 +53,8 @@ type world struct {
 	db   d1emu.Database
 	dump []byte
 	dir  string // working directory of the CLI
+	// attr, when set, starts the CLI with these attributes (another user).
+	attr *syscall.SysProcAttr
 }
 
 func newWorld(t *testing.T, opts d1emu.Options) *world {
@@ -82,6 +85,7 @@ func (w *world) run(t *testing.T, env []string, args ...string) result {
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = w.dir
 	cmd.Env = env
+	cmd.SysProcAttr = w.attr
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -174,7 +178,7 @@ func TestBackupToLocalDefault(t *testing.T) {
 	}
 
 	r = w.run(t, w.env(), "list")
-	if r.code != 0 || !strings.Contains(r.stdout, w.db.UUID) || strings.Count(r.stdout, "\n") != 2 {
+	if r.code != 0 || !strings.Contains(r.stdout, "  notes  ") || strings.Count(r.stdout, "\n") != 2 {
 		t.Errorf("list: exit %d\n%s\nwant a header and one backup", r.code, r.stdout)
 	}
 }
@@ -218,7 +222,7 @@ func TestBackupToR2(t *testing.T) {
 			t.Errorf("%s: output leaks %v", compression, s)
 		}
 	}
-	r := w.run(t, env, "list", "--database", "notes")
+	r := w.run(t, env, "list", "--database", "notes", "--long")
 	if r.code != 0 || strings.Count(r.stdout, w.db.UUID) != 6 {
 		t.Errorf("list: exit %d\n%s\nwant three backups", r.code, r.stdout)
 	}
@@ -235,7 +239,7 @@ func TestFailures(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{"no database flag", []string{"backup"}, nil, nil, 2, "--database is required"},
+		{"no database flag", []string{"backup"}, nil, nil, 2, "give --database <uuid|name> (repeatable) or --all"},
 		{"bad compression", []string{"backup", "--database", "notes", "--compression", "lz4"}, nil, nil, 2, "must be one of gzip, zstd, none"},
 		{"unknown command", []string{"bakup"}, nil, nil, 2, `unknown command "bakup"`},
 		{"unknown database", []string{"backup", "--database", "nope"}, nil, nil, 1, `database "nope" not found`},

@@ -4,35 +4,69 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/retention"
 	"github.com/d1backup/d1backup/internal/store"
 )
 
+const pruneLong = `Applies a retention policy to each database's backups: keep the last N, plus
+the newest backup of each of the last D days, W ISO weeks and M months. The
+newest verified (else newest good) backup is always kept, and nothing is
+deleted while no good backup exists. --dry-run prints what would be deleted
+and the rule that keeps each survivor, and changes nothing; without a
+policy it lists every backup as kept.`
+
 func newPruneCmd(e env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "prune [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]",
-		Short: "Apply a retention policy to the backups in the destination",
-		Args:  cobra.NoArgs,
+		Use:     "prune [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]",
+		Short:   "Apply a retention policy to the backups in the destination",
+		Long:    pruneLong,
+		Example: "  d1backup prune --keep-last 7 --keep-daily 14 --keep-monthly 12 --dry-run\n  d1backup prune --database shop --keep-daily 30 --json",
+		Args:    noArgs,
 	}
-	d := destFlag(cmd, "where the backups are")
-	database := cmd.Flags().String("database", "", "only this database (UUID or name); default every database in the destination")
+	d := destFlag(cmd, "of the backups")
+	database := cmd.Flags().String("database", "", "only this database, by `uuid|name` (default: every database in the destination)")
 	dryRun := cmd.Flags().Bool("dry-run", false, "only say what would be deleted and what keeps each survivor")
+	asJSON := jsonFlag(cmd)
 	config.BindFlags(cmd.Flags(), config.SettingKeepLast, config.SettingKeepDaily, config.SettingKeepWeekly, config.SettingKeepMonthly, config.SettingTimeZone)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return prune(cmd, e, *d, *database, *dryRun)
+		return prune(cmd, e, *d, *database, *dryRun, *asJSON)
 	}
 	return cmd
 }
 
-func prune(cmd *cobra.Command, e env, d, database string, dryRun bool) error {
+// pruneJSON is `prune --json`.
+type pruneJSON struct {
+	DryRun    bool                `json:"dry_run"`
+	Databases []pruneDatabaseJSON `json:"databases"`
+	Kept      int                 `json:"kept"`
+	Deleted   int                 `json:"deleted"`
+}
+
+type pruneDatabaseJSON struct {
+	DatabaseID   string            `json:"database_id"`
+	DatabaseName string            `json:"database_name"`
+	Kept         int               `json:"kept"`
+	Deleted      int               `json:"deleted"`
+	Backups      []pruneBackupJSON `json:"backups"`
+}
+
+type pruneBackupJSON struct {
+	ID  string `json:"id"`
+	Key string `json:"key"`
+	// Action is keep or delete (with dry_run: would be deleted).
+	Action     string    `json:"action"`
+	ExportedAt time.Time `json:"exported_at"`
+	Reasons    []string  `json:"reasons"`
+}
+
+func prune(cmd *cobra.Command, e env, d, database string, dryRun, asJSON bool) error {
 	ctx := cmd.Context()
 	cfg, err := loadConfig(cmd, e)
 	if err != nil {
@@ -40,75 +74,93 @@ func prune(cmd *cobra.Command, e env, d, database string, dryRun bool) error {
 	}
 	p := cfg.Retention
 	if !p.Enabled() {
-		return usageError{"no retention policy: give --keep-last/--keep-daily/--keep-weekly/--keep-monthly or set D1BACKUP_KEEP_*"}
+		if !dryRun {
+			return usagef("no retention policy: give --keep-last/--keep-daily/--keep-weekly/--keep-monthly or set D1BACKUP_KEEP_* (--dry-run lists the backups)")
+		}
+		fmt.Fprintln(e.stderr, "no retention policy: every backup is kept")
 	}
 	st, err := cfg.OpenDest(d, http.DefaultClient)
 	if err != nil {
 		return err
 	}
-	ids, err := databasesIn(ctx, st, database)
+	dbs, err := databasesIn(ctx, cfg, st, database)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTION\tEXPORTED\tKEY\tWHY")
-	var kept, deleted int
-	for _, id := range ids {
-		res, err := backup.Prune(ctx, st, id, p, time.Now(), dryRun)
+	out := pruneJSON{DryRun: dryRun, Databases: []pruneDatabaseJSON{}}
+	for _, db := range dbs {
+		res, err := backup.Prune(ctx, st, db.DatabaseID, p, time.Now(), dryRun)
 		if err != nil {
-			tw.Flush()
 			return err
 		}
-		kept += res.Kept
-		deleted += res.Deleted
 		for _, w := range res.Warnings {
-			fmt.Fprintf(e.stderr, "warning: %s\n", w)
+			fmt.Fprintf(e.stderr, "warning: %s\n", clean(w))
 		}
-		for _, d := range res.Decisions {
-			action := "keep"
-			if !d.Keep {
-				action = "delete"
-				if dryRun {
-					action = "would delete"
-				}
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", action, d.Time.UTC().Format("2006-01-02 15:04Z"), d.ID, strings.Join(d.Reasons, "; "))
+		pd := pruneDatabaseJSON{DatabaseID: db.DatabaseID, DatabaseName: db.DatabaseName, Kept: res.Kept, Deleted: res.Deleted, Backups: []pruneBackupJSON{}}
+		for _, dc := range res.Decisions {
+			pd.Backups = append(pd.Backups, newPruneBackup(dc))
 		}
+		out.Kept += res.Kept
+		out.Deleted += res.Deleted
+		out.Databases = append(out.Databases, pd)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	if asJSON {
+		return printJSON(e.stdout, out)
 	}
-	verb := "deleted"
-	if dryRun {
-		verb = "would delete"
-	}
-	fmt.Fprintf(e.stdout, "%d backups kept, %d %s\n", kept, deleted, verb)
+	printPrune(e, out)
 	return nil
 }
 
-// databasesIn returns the database UUIDs with backups in st, or the one
-// named (a name is looked up in the manifests, so no D1 access is needed).
-func databasesIn(ctx context.Context, st store.Store, database string) ([]string, error) {
-	if isUUID(database) {
-		return []string{strings.ToLower(database)}, nil
+func newPruneBackup(dc retention.Decision) pruneBackupJSON {
+	b := pruneBackupJSON{Key: dc.ID, Action: "keep", ExportedAt: dc.Time.UTC(), Reasons: dc.Reasons}
+	if k, ok := backup.ParseKey(dc.ID); ok {
+		b.ID = backup.ID(k.DatabaseID, k.Bookmark)
 	}
-	ms, _, err := backup.ListManifests(ctx, st, "")
+	if !dc.Keep {
+		b.Action = "delete"
+	}
+	if b.Reasons == nil {
+		b.Reasons = []string{}
+	}
+	return b
+}
+
+func printPrune(e env, out pruneJSON) {
+	tw := table(e.stdout)
+	fmt.Fprintln(tw, "ACTION\tID\tDATABASE\tEXPORTED\tWHY")
+	for _, db := range out.Databases {
+		for _, b := range db.Backups {
+			action := b.Action
+			if action == "delete" && out.DryRun {
+				action = "would delete"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", action, b.ID, truncate(clean(db.DatabaseName), 28), timestamp(b.ExportedAt), clean(strings.Join(b.Reasons, "; ")))
+		}
+	}
+	tw.Flush()
+	deleted := fmt.Sprintf("%d deleted", out.Deleted)
+	if out.DryRun {
+		deleted = fmt.Sprintf("%d would be deleted", out.Deleted)
+	}
+	fmt.Fprintf(e.stdout, "%s kept, %s\n", count(out.Kept, "backup", "backups"), deleted)
+}
+
+// databasesIn returns the databases with backups in st, or the one named
+// (a name is looked up in each database's newest manifests, so no D1
+// access is needed).
+func databasesIn(ctx context.Context, cfg config.Config, st store.Store, database string) ([]backup.Target, error) {
+	statuses, err := backup.Status(ctx, st, backup.StatusOptions{Now: time.Now(), StaleAfter: time.Duration(1<<63 - 1), Concurrency: cfg.Concurrency})
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
-	for _, m := range ms {
-		if database == "" || m.DatabaseName == database {
-			seen[m.DatabaseID] = true
+	var out []backup.Target
+	for _, s := range statuses {
+		if database == "" || s.DatabaseName == database || s.DatabaseID == strings.ToLower(database) {
+			out = append(out, backup.Target{DatabaseID: s.DatabaseID, DatabaseName: s.DatabaseName})
 		}
 	}
-	if database != "" && len(seen) == 0 {
-		return nil, fmt.Errorf("no backups of a database named %q in %s", database, st)
+	if database != "" && len(out) == 0 {
+		return nil, fmt.Errorf("no backups of a database %q in %s", clean(database), clean(st.String()))
 	}
-	ids := make([]string, 0, len(seen))
-	for id := range seen {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids, nil
+	return out, nil
 }

@@ -59,7 +59,7 @@ func TestPrune(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"4 backups kept, 7 would delete", "last 2 (#1)", "daily ", "matched no rule", "unfinished or failed backup", "would delete"} {
+	for _, want := range []string{"4 backups kept, 7 would be deleted", "last 2 (#1)", "daily ", "matched no rule", "unfinished or failed backup", "would delete"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("dry run output lacks %q:\n%s", want, r.stdout)
 		}

@@ -1,53 +1,57 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
-	"filippo.io/age"
 	"github.com/spf13/cobra"
 
-	"github.com/d1backup/d1backup/internal/config"
-	"github.com/d1backup/d1backup/internal/dest"
+	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/restore"
-	"github.com/d1backup/d1backup/internal/store/local"
 )
 
 const restoreLong = `Checks the backup against its manifest (SHA-256 of the stored object and of
 the SQL) before touching any database, then imports it through D1's import
 API, or loads it into a local SQLite file. --create makes a new database for
-the restore (the safe choice: D1 Time Travel only restores in place).
---from takes a key as 'd1backup list' shows it (relative to --dest), the
-manifest's key, r2://<bucket>/<key>, or the path of a local .sql/.sql.gz/.sql.zst
-with its .manifest.json beside it.`
+the restore (the safe choice: D1 Time Travel only restores in place). D1
+answers no queries to the target database while the import runs.
+
+` + refHelp
+
+const restoreExample = `  d1backup restore 3fa85f64 --create shop-restored
+  d1backup restore shop@latest --to-sqlite shop.sqlite
+  d1backup restore shop@latest --database shop-staging --identity backup.key`
 
 func newRestoreCmd(e env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "restore --from <key> (--create <name> | --database <uuid|name> | --to-sqlite <file>)",
-		Short: "Restore a backup into a new or empty D1 database, or a SQLite file",
-		Long:  restoreLong,
-		Args:  cobra.NoArgs,
+		Use:     "restore <backup> (--create <name> | --database <uuid|name> | --to-sqlite <file>)",
+		Short:   "Restore a backup into a new or empty D1 database, or a SQLite file",
+		Long:    restoreLong,
+		Example: restoreExample,
+		Args:    cobra.MaximumNArgs(1),
 	}
 	f := cmd.Flags()
-	from := f.String("from", "", "the backup to restore (required)")
-	d := destFlag(cmd, "where the backups are, for a --from key")
-	database := f.String("database", "", "restore into this existing database (UUID or name); it must have no tables unless --force")
-	create := f.String("create", "", "create a new database with this name and restore into it")
-	toSQLite := f.String("to-sqlite", "", "restore into this local SQLite file instead of D1")
+	from := f.String("from", "", "the `backup` to restore (the same as the argument)")
+	d := destFlag(cmd, "of the backups")
+	database := f.String("database", "", "restore into this existing database, by `uuid|name`; it must have no tables unless --force")
+	create := f.String("create", "", "create a new database with this `name` and restore into it")
+	toSQLite := f.String("to-sqlite", "", "restore into this local SQLite `file` instead of D1")
 	force := f.Bool("force", false, "import into a --database that has tables, or replace a non-empty --to-sqlite file")
 	poll := f.Duration("import-poll-interval", time.Second, "wait between import polls")
-	identity := f.String("identity", "", "age identity file (AGE-SECRET-KEY-1...) for an encrypted backup")
-	tempDir := f.String("temp-dir", "", "folder for the uncompressed SQL while it is checked (default: the system's)")
-	asJSON := f.Bool("json", false, "print the result as JSON on stdout")
+	identity := identityFlag(cmd)
+	tempDir := f.String("temp-dir", "", "`folder` for the uncompressed SQL while it is checked (default: the system's)")
+	asJSON := jsonFlag(cmd)
 	verbose := f.Bool("verbose", false, "log every step")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if *from == "" {
-			return usageError{"--from is required: a backup key as 'd1backup list' shows it, r2://<bucket>/<key>, or a local path"}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ref := *from
+		switch {
+		case len(args) == 1 && ref != "":
+			return usagef("give the backup once: as the argument or with --from")
+		case len(args) == 1:
+			ref = args[0]
+		case ref == "":
+			return usagef("which backup? give an ID from 'd1backup list', <database>@latest, a key, r2://<bucket>/<key> or a file")
 		}
 		n := 0
 		for _, s := range []string{*database, *create, *toSQLite} {
@@ -55,30 +59,28 @@ func newRestoreCmd(e env) *cobra.Command {
 				n++
 			}
 		}
-		if n != 1 {
-			return usageError{"give exactly one target: --create <name> (a new database), --database <uuid|name> (an existing, empty one) or --to-sqlite <file>"}
+		switch {
+		case n != 1:
+			return usagef("give exactly one target: --create <name> (a new database), --database <uuid|name> (an existing, empty one) or --to-sqlite <file>")
+		case *force && *create != "":
+			return usagef("--force does not apply to --create: a new database is always empty")
+		case *poll <= 0:
+			return usagef("--import-poll-interval must be positive")
 		}
-		if *force && *create != "" {
-			return usageError{"--force does not apply to --create: a new database is always empty"}
-		}
-		if *poll <= 0 {
-			return usageError{"--import-poll-interval must be positive"}
-		}
+		ctx := cmd.Context()
 		cfg, err := loadConfig(cmd, e)
 		if err != nil {
 			return err
 		}
-		src, err := openSource(cfg, *from, *d)
-		if err != nil {
-			return err
-		}
-		log := newLogger(e, *verbose)
 		ids, err := readIdentities(*identity)
 		if err != nil {
 			return err
 		}
-		ctx := cmd.Context()
-		opts := restore.Options{TempDir: *tempDir, PollInterval: *poll, Logger: log, Identities: ids}
+		src, err := openSource(ctx, cfg, ref, *d)
+		if err != nil {
+			return err
+		}
+		opts := restore.Options{TempDir: *tempDir, PollInterval: *poll, Logger: newLogger(e.stderr, *verbose), Identities: ids}
 		var res restore.Result
 		if *toSQLite != "" {
 			res, err = restore.ToSQLite(ctx, src, *toSQLite, *force, opts)
@@ -87,20 +89,13 @@ func newRestoreCmd(e env) *cobra.Command {
 			if aerr != nil {
 				return aerr
 			}
-			target := *database
-			if target == "" {
-				target = "new database " + *create
-			}
-			fmt.Fprintf(e.stderr, "d1backup: restoring %s into %s; D1 answers no queries to the database while the import runs\n", src.Key, target)
 			res, err = restore.ToD1(ctx, api, src, restore.Target{Database: *database, Create: *create, Force: *force}, opts)
 		}
 		if err != nil {
 			return err
 		}
 		if *asJSON {
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(res)
+			return printJSON(e.stdout, res)
 		}
 		printRestore(e, res)
 		return nil
@@ -109,71 +104,18 @@ func newRestoreCmd(e env) *cobra.Command {
 }
 
 func printRestore(e env, res restore.Result) {
-	fmt.Fprintf(e.stdout, "restored %s\n  from %s (%s) at bookmark %s; SQL %s, sha256 %s (checked)\n",
-		res.Key, res.FromDatabaseName, res.FromDatabaseID, res.FromBookmark, bytesHuman(res.SQLBytes), res.SQLSHA256)
-	if res.SQLitePath != "" {
-		fmt.Fprintf(e.stdout, "  into %s: %d statements, %d rows written\n", res.SQLitePath, res.NumQueries, res.RowsWritten)
-		return
-	}
-	what := "database"
-	if res.Created {
-		what = "new database"
-	}
-	fmt.Fprintf(e.stdout, "  into %s %s (%s): %d queries, %d rows written\n  final bookmark %s (a Time Travel restore point right after the import)\n",
-		what, res.DatabaseName, res.DatabaseID, res.NumQueries, res.RowsWritten, res.FinalBookmark)
-}
-
-// openSource resolves --from: r2://bucket/key, a local file, or a key in the
-// destination.
-func openSource(cfg config.Config, from, destination string) (restore.Source, error) {
-	if strings.Contains(from, "://") {
-		l, err := dest.Parse(from)
-		if err != nil || l.Prefix == "" {
-			return restore.Source{}, usageError{fmt.Sprintf("%q: use r2://<bucket>/<key>, a key, or a local path", from)}
+	into := clean(res.SQLitePath)
+	if res.SQLitePath == "" {
+		into = fmt.Sprintf("database %s (%s)", clean(res.DatabaseName), res.DatabaseID)
+		if res.Created {
+			into = "new " + into
 		}
-		// The key is the last part; the store's root is the bucket.
-		key := l.Prefix
-		l.Prefix = ""
-		if err := cfg.RequireR2(); err != nil {
-			return restore.Source{}, err
-		}
-		st, err := dest.OpenLocation(l, cfg.DestOptions(http.DefaultClient))
-		if err != nil {
-			return restore.Source{}, err
-		}
-		return restore.Source{Store: st, Key: key}, nil
 	}
-	if fi, err := os.Stat(from); err == nil && fi.Mode().IsRegular() {
-		abs, err := filepath.Abs(from)
-		if err != nil {
-			return restore.Source{}, err
-		}
-		st, err := local.New(filepath.Dir(abs))
-		if err != nil {
-			return restore.Source{}, err
-		}
-		return restore.Source{Store: st, Key: filepath.Base(abs)}, nil
+	fmt.Fprintf(e.stdout, "restored backup %s of %s into %s\n", backup.ID(res.FromDatabaseID, res.FromBookmark), clean(res.FromDatabaseName), into)
+	fmt.Fprintf(e.stdout, "  %s, %s written\n", count(int(res.NumQueries), "statement", "statements"), count(int(res.RowsWritten), "row", "rows"))
+	if res.FinalBookmark != "" {
+		fmt.Fprintf(e.stdout, "  final bookmark %s (a Time Travel restore point right after the import)\n", res.FinalBookmark)
 	}
-	st, err := cfg.OpenDest(destination, http.DefaultClient)
-	if err != nil {
-		return restore.Source{}, err
-	}
-	return restore.Source{Store: st, Key: strings.TrimPrefix(from, "/")}, nil
-}
-
-// readIdentities reads an age identity file; none when path is empty.
-func readIdentities(path string) ([]age.Identity, error) {
-	if path == "" {
-		return nil, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("--identity: %w", err)
-	}
-	defer f.Close()
-	ids, err := age.ParseIdentities(f)
-	if err != nil {
-		return nil, fmt.Errorf("--identity %s: %w", path, err)
-	}
-	return ids, nil
+	fmt.Fprintf(e.stdout, "  from %s\n  SQL %s, sha256 %s (checked against the manifest)\n",
+		clean(res.Key), bytesHuman(res.SQLBytes), res.SQLSHA256)
 }

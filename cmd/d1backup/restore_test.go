@@ -166,7 +166,8 @@ func TestRestoreRefusals(t *testing.T) {
 		}, 1, "failed verification: stored_sha256"},
 		{"no target", []string{"restore", "--from", key}, nil, 2, "give exactly one target"},
 		{"two targets", []string{"restore", "--from", key, "--create", "a", "--to-sqlite", "b"}, nil, 2, "give exactly one target"},
-		{"no from", []string{"restore", "--create", "a"}, nil, 2, "--from is required"},
+		{"no backup", []string{"restore", "--create", "a"}, nil, 2, "which backup?"},
+		{"backup twice", []string{"restore", key, "--from", key, "--create", "a"}, nil, 2, "give the backup once"},
 		{"verify nothing", []string{"verify"}, nil, 2, "give one backup"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

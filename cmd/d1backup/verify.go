@@ -1,38 +1,45 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"text/tabwriter"
+	"os"
+	"time"
 
+	"filippo.io/age"
 	"github.com/spf13/cobra"
 
+	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/restore"
 )
 
 const verifyLong = `Checks a backup without touching any database: the stored object's and the
 SQL's size and SHA-256 against the manifest, then loads the SQL into a
 scratch SQLite database and runs PRAGMA integrity_check and
-foreign_key_check. Prints per-table row counts and the schema hash. Exits
-non-zero on any problem.`
+foreign_key_check. Prints per-table row counts and the schema hash, and
+records the result in the backup's manifest (as the workflow's verify step
+does), so retention's "newest verified" guard, 'list' and 'status' see it.
+A destination you may only read still gets its report: the record is then
+skipped with a warning (or on purpose with --no-record). Exit status 1 when
+a check fails.
+
+` + refHelp
 
 func newVerifyCmd(e env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "verify <key | r2://<bucket>/<key> | path>",
-		Short: "Prove a backup restores, without touching any database",
-		Long:  verifyLong,
-		Args:  exactArgs(1, "give one backup: a key as 'd1backup list' shows it, r2://<bucket>/<key>, or a local path"),
+		Use:     "verify <backup>",
+		Short:   "Prove a backup restores, without touching any database",
+		Long:    verifyLong,
+		Example: "  d1backup verify 3fa85f64\n  d1backup verify shop@latest --identity backup.key\n  d1backup verify r2://backups/prod/<uuid>/<bookmark>.sql.gz --json",
+		Args:    exactArgs(1, "give one backup: an ID from 'd1backup list', <database>@latest, a key, r2://<bucket>/<key> or a file"),
 	}
-	d := destFlag(cmd, "where the backups are, for a key")
-	identity := cmd.Flags().String("identity", "", "age identity file (AGE-SECRET-KEY-1...) for an encrypted backup")
-	tempDir := cmd.Flags().String("temp-dir", "", "folder for the SQL and the scratch database (default: the system's)")
-	asJSON := cmd.Flags().Bool("json", false, "print the report as JSON on stdout")
+	d := destFlag(cmd, "of the backups")
+	identity := identityFlag(cmd)
+	tempDir := cmd.Flags().String("temp-dir", "", "`folder` for the SQL and the scratch database (default: the system's)")
+	noRecord := cmd.Flags().Bool("no-record", false, "do not record the result in the backup's manifest")
+	asJSON := jsonFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
 		cfg, err := loadConfig(cmd, e)
-		if err != nil {
-			return err
-		}
-		src, err := openSource(cfg, args[0], *d)
 		if err != nil {
 			return err
 		}
@@ -40,41 +47,84 @@ func newVerifyCmd(e env) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		rep, err := restore.Verify(cmd.Context(), src, restore.Options{TempDir: *tempDir, Identities: ids})
-		if rep == nil {
+		src, err := openSource(ctx, cfg, args[0], *d)
+		if err != nil {
 			return err
+		}
+		rep, verr := restore.Verify(ctx, src, restore.Options{TempDir: *tempDir, Identities: ids})
+		if rep == nil {
+			return verr
+		}
+		out := verifyJSON{Report: rep}
+		if !*noRecord {
+			var rerr error
+			out.Recorded, rerr = restore.Record(ctx, src, rep, verr, time.Now())
+			if rerr != nil {
+				out.Recorded, out.RecordError = false, message(rerr)
+			}
 		}
 		if *asJSON {
-			enc := json.NewEncoder(e.stdout)
-			enc.SetIndent("", "  ")
-			if jerr := enc.Encode(rep); jerr != nil {
-				return jerr
+			if err := printJSON(e.stdout, out); err != nil {
+				return err
 			}
-			return err
+		} else {
+			printReport(e, rep)
+			if out.Recorded {
+				fmt.Fprintln(e.stdout, "recorded in the manifest")
+			}
 		}
-		printReport(e, rep)
-		return err
+		if out.RecordError != "" {
+			fmt.Fprintf(e.stderr, "warning: the result was not recorded in the manifest (%s); retention and status do not see it; --no-record skips recording\n", out.RecordError)
+		}
+		if verr != nil {
+			return verr
+		}
+		return nil
 	}
 	return cmd
 }
 
-// exactArgs wants n positional arguments, else a usage error saying msg.
-func exactArgs(n int, msg string) cobra.PositionalArgs {
-	return func(_ *cobra.Command, args []string) error {
-		if len(args) != n {
-			return usageError{msg}
-		}
-		return nil
+// verifyJSON is `verify --json`: the report, and whether it was recorded.
+type verifyJSON struct {
+	*restore.Report
+	Recorded    bool   `json:"recorded"`
+	RecordError string `json:"record_error,omitempty"`
+}
+
+func identityFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().String("identity", "", "age identity `file` (AGE-SECRET-KEY-1...) for an encrypted backup")
+}
+
+// readIdentities reads an age identity file; none when path is empty. A
+// file that is missing or holds no identity is a mistake on the command
+// line.
+func readIdentities(path string) ([]age.Identity, error) {
+	if path == "" {
+		return nil, nil
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usagef("--identity: %v", err)
+	}
+	defer f.Close()
+	ids, err := age.ParseIdentities(f)
+	if err != nil {
+		return nil, usagef("--identity %s: %v", path, err)
+	}
+	return ids, nil
 }
 
 func printReport(e env, r *restore.Report) {
 	out := e.stdout
-	fmt.Fprintf(out, "backup   %s\n", r.Key)
 	if r.DatabaseID != "" {
-		fmt.Fprintf(out, "database %s (%s) at bookmark %s\n", r.DatabaseName, r.DatabaseID, r.Bookmark)
-		fmt.Fprintf(out, "stored   %s (%s), sha256 %s\n", bytesHuman(r.StoredBytes), r.Compression, r.StoredSHA256)
-		fmt.Fprintf(out, "SQL      %s in %d statements, sha256 %s\n", bytesHuman(r.SQLBytes), r.Statements, r.SQLSHA256)
+		fmt.Fprintf(out, "backup   %s  %s\n", backup.ID(r.DatabaseID, r.Bookmark), clean(r.Key))
+	} else {
+		fmt.Fprintf(out, "backup   %s\n", clean(r.Key))
+	}
+	if r.DatabaseID != "" {
+		fmt.Fprintf(out, "database %s (%s) at bookmark %s\n", clean(r.DatabaseName), r.DatabaseID, r.Bookmark)
+		fmt.Fprintf(out, "stored   %s (%s), sha256 %s\n", bytesHuman(r.StoredBytes), clean(r.Compression), r.StoredSHA256)
+		fmt.Fprintf(out, "SQL      %s in %s, sha256 %s\n", bytesHuman(r.SQLBytes), count(int(r.Statements), "statement", "statements"), r.SQLSHA256)
 	}
 	fmt.Fprintln(out, "checks:")
 	for _, c := range r.Checks {
@@ -84,15 +134,15 @@ func printReport(e env, r *restore.Report) {
 		}
 		line := "  " + mark + "  " + c.Name
 		if c.Detail != "" && (!c.OK || c.Name == restore.CheckLoad) {
-			line += ": " + c.Detail
+			line += ": " + clean(c.Detail)
 		}
 		fmt.Fprintln(out, line)
 	}
 	if len(r.Tables) > 0 {
 		fmt.Fprintln(out, "tables:")
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		tw := table(out)
 		for _, t := range r.Tables {
-			fmt.Fprintf(tw, "  %s\t%d rows\n", t.Name, t.Rows)
+			fmt.Fprintf(tw, "  %s\t%s\n", clean(t.Name), count(int(t.Rows), "row", "rows"))
 		}
 		tw.Flush()
 	}
@@ -100,7 +150,7 @@ func printReport(e env, r *restore.Report) {
 		fmt.Fprintf(out, "schema   sha256 %s\n", r.SchemaSHA256)
 	}
 	for _, w := range r.Warnings {
-		fmt.Fprintf(out, "warning: %s\n", w)
+		fmt.Fprintf(out, "warning: %s\n", clean(w))
 	}
 	if r.OK {
 		fmt.Fprintln(out, "verified: the backup restores")

@@ -2,7 +2,6 @@ package backup_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -20,30 +19,6 @@ import (
 )
 
 const pruneDB = "0a1b2c3d-0000-4000-8000-00000000abcd"
-
-// putBackup writes a dump and its manifest as the store step would, for
-// the n-th export of pruneDB, exported at when.
-func putBackup(t *testing.T, st store.Store, n int, when time.Time) string {
-	t.Helper()
-	bookmark := fmt.Sprintf("%08x-00000000-00000000-%032x", n, n)
-	key, err := backup.DumpKey(pruneDB, bookmark, "none", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sql := fmt.Sprintf("PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE t(x);\nINSERT INTO t VALUES(%d);\n", n)
-	ctx := context.Background()
-	if _, err := st.Put(ctx, key, strings.NewReader(sql), store.PutOptions{Size: int64(len(sql))}); err != nil {
-		t.Fatal(err)
-	}
-	m := backup.Manifest{Format: backup.ManifestFormat, Tool: "d1backup", DatabaseID: pruneDB, DatabaseName: "shop",
-		Bookmark: bookmark, Key: key, ExportStartedAt: when, ExportCompletedAt: when, StoredAt: when,
-		SQLBytes: int64(len(sql)), SQLSHA256: sha([]byte(sql)), StoredBytes: int64(len(sql)), StoredSHA256: sha([]byte(sql)), Compression: "none"}
-	b, _ := json.Marshal(m)
-	if _, err := st.Put(ctx, key+backup.ManifestSuffix, strings.NewReader(string(b)), store.PutOptions{Size: int64(len(b))}); err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
 
 func put(t *testing.T, st store.Store, key, body string) {
 	t.Helper()
@@ -94,9 +69,9 @@ func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
 			name:   "manifest GET fails with 503",
 			policy: retention.Policy{KeepLast: 1},
 			setup: func(t *testing.T, st store.Store) ([]string, []string) {
-				old := putBackup(t, st, 1, day(10))
-				mid := putBackup(t, st, 2, day(5))
-				newest := putBackup(t, st, 3, day(2))
+				old := putBackup(t, st, pruneDB, "shop", 1, day(10), nil)
+				mid := putBackup(t, st, pruneDB, "shop", 2, day(5), nil)
+				newest := putBackup(t, st, pruneDB, "shop", 3, day(2), nil)
 				return []string{mid, mid + backup.ManifestSuffix, newest, newest + backup.ManifestSuffix}, []string{old, old + backup.ManifestSuffix}
 			},
 			fault:      &failGets{suffixes: []string{"00000002.sql.manifest.json"}, status: http.StatusServiceUnavailable},
@@ -106,8 +81,8 @@ func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
 			name:   "manifest GET forbidden",
 			policy: retention.Policy{KeepLast: 1},
 			setup: func(t *testing.T, st store.Store) ([]string, []string) {
-				a := putBackup(t, st, 1, day(10))
-				b := putBackup(t, st, 2, day(5))
+				a := putBackup(t, st, pruneDB, "shop", 1, day(10), nil)
+				b := putBackup(t, st, pruneDB, "shop", 2, day(5), nil)
 				return []string{a, a + backup.ManifestSuffix, b, b + backup.ManifestSuffix}, nil
 			},
 			fault:      &failGets{suffixes: []string{"00000001.sql.manifest.json"}, status: http.StatusForbidden},
@@ -117,8 +92,8 @@ func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
 			name:   "manifest GET times out",
 			policy: retention.Policy{KeepLast: 1},
 			setup: func(t *testing.T, st store.Store) ([]string, []string) {
-				a := putBackup(t, st, 1, day(10))
-				b := putBackup(t, st, 2, day(5))
+				a := putBackup(t, st, pruneDB, "shop", 1, day(10), nil)
+				b := putBackup(t, st, pruneDB, "shop", 2, day(5), nil)
 				return []string{a, a + backup.ManifestSuffix, b, b + backup.ManifestSuffix}, nil
 			},
 			fault:      &failGets{suffixes: []string{"00000001.sql.manifest.json"}},
@@ -128,10 +103,10 @@ func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
 			name:   "orphan manifest is not the newest good backup",
 			policy: retention.Policy{KeepLast: 1},
 			setup: func(t *testing.T, st store.Store) ([]string, []string) {
-				a := putBackup(t, st, 1, day(10))
-				b := putBackup(t, st, 2, day(9))
-				c := putBackup(t, st, 3, day(8))
-				orphan := putBackup(t, st, 4, day(1))
+				a := putBackup(t, st, pruneDB, "shop", 1, day(10), nil)
+				b := putBackup(t, st, pruneDB, "shop", 2, day(9), nil)
+				c := putBackup(t, st, pruneDB, "shop", 3, day(8), nil)
+				orphan := putBackup(t, st, pruneDB, "shop", 4, day(1), nil)
 				if err := st.Delete(context.Background(), orphan); err != nil {
 					t.Fatal(err)
 				}
@@ -142,8 +117,8 @@ func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
 			name:   "foreign files are never touched",
 			policy: retention.Policy{KeepLast: 1},
 			setup: func(t *testing.T, st store.Store) ([]string, []string) {
-				a := putBackup(t, st, 1, day(10))
-				b := putBackup(t, st, 2, day(1))
+				a := putBackup(t, st, pruneDB, "shop", 1, day(10), nil)
+				b := putBackup(t, st, pruneDB, "shop", 2, day(1), nil)
 				foreign := []string{pruneDB + "/notes.txt", pruneDB + "/sub/x.bin", pruneDB + "/README.manifest.json", pruneDB + "/00000001-00000000-00000000-00000000000000000000000000000001.sql.bak"}
 				for _, k := range foreign {
 					put(t, st, k, "not a backup")
@@ -157,8 +132,8 @@ func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
 			name:   "corrupt manifest is kept for inspection",
 			policy: retention.Policy{KeepLast: 1},
 			setup: func(t *testing.T, st store.Store) ([]string, []string) {
-				a := putBackup(t, st, 1, day(10))
-				b := putBackup(t, st, 2, day(1))
+				a := putBackup(t, st, pruneDB, "shop", 1, day(10), nil)
+				b := putBackup(t, st, pruneDB, "shop", 2, day(1), nil)
 				if err := st.Delete(context.Background(), a+backup.ManifestSuffix); err != nil {
 					t.Fatal(err)
 				}
@@ -171,8 +146,8 @@ func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
 			name:   "dump not matching its manifest is kept",
 			policy: retention.Policy{KeepLast: 1},
 			setup: func(t *testing.T, st store.Store) ([]string, []string) {
-				a := putBackup(t, st, 1, day(10))
-				b := putBackup(t, st, 2, day(1))
+				a := putBackup(t, st, pruneDB, "shop", 1, day(10), nil)
+				b := putBackup(t, st, pruneDB, "shop", 2, day(1), nil)
 				if err := st.Delete(context.Background(), a); err != nil {
 					t.Fatal(err)
 				}
@@ -185,8 +160,8 @@ func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
 			name:   "unfinished dump removed once old",
 			policy: retention.Policy{KeepLast: 1},
 			setup: func(t *testing.T, st store.Store) ([]string, []string) {
-				a := putBackup(t, st, 1, day(1))
-				old := putBackup(t, st, 2, day(0))
+				a := putBackup(t, st, pruneDB, "shop", 1, day(1), nil)
+				old := putBackup(t, st, pruneDB, "shop", 2, day(0), nil)
 				if err := st.Delete(context.Background(), old+backup.ManifestSuffix); err != nil {
 					t.Fatal(err)
 				}
@@ -198,8 +173,8 @@ func TestPruneDeletesOnlyWhatItIsSureOf(t *testing.T) {
 			name:   "unfinished dump kept while young",
 			policy: retention.Policy{KeepLast: 1},
 			setup: func(t *testing.T, st store.Store) ([]string, []string) {
-				a := putBackup(t, st, 1, day(1))
-				young := putBackup(t, st, 2, day(0))
+				a := putBackup(t, st, pruneDB, "shop", 1, day(1), nil)
+				young := putBackup(t, st, pruneDB, "shop", 2, day(0), nil)
 				if err := st.Delete(context.Background(), young+backup.ManifestSuffix); err != nil {
 					t.Fatal(err)
 				}
@@ -261,7 +236,7 @@ func planned(r backup.PruneResult) []string {
 func TestListManifestsSkipsForeignAndCorrupt(t *testing.T) {
 	s := testenv.RequireS3(t)
 	st := r2Store(t, s, s.NewBucket(t), nil)
-	good := putBackup(t, st, 7, time.Now())
+	good := putBackup(t, st, pruneDB, "shop", 7, time.Now(), nil)
 	put(t, st, "README.manifest.json", "hello")
 	put(t, st, pruneDB+"/00000009-00000000-00000000-00000000000000000000000000000009.sql.manifest.json", "{not json")
 	ms, skipped, err := backup.ListManifests(context.Background(), st, "")

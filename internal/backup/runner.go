@@ -54,6 +54,10 @@ type Config struct {
 	// Progress, if set, is called as dump bytes stream through the store
 	// step with the bytes so far and the total (-1 if unknown).
 	Progress func(done, total int64)
+	// OnExport, if set, is called with the export's state once it has
+	// started and after every poll (the CLI shows elapsed time and polls
+	// while D1 blocks the database).
+	OnExport func(Export)
 	Logger   *slog.Logger
 }
 
@@ -152,6 +156,7 @@ func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
 		PollIntervalSeconds: int((r.cfg.PollInterval + time.Second - 1) / time.Second),
 	}
 	r.apply(&out, st)
+	r.notify(out)
 	r.log.Info("export started", "database", name, "database_id", id, "bookmark", out.Bookmark, "status", out.Status, "restarts", restarts)
 	return out, nil
 }
@@ -171,8 +176,15 @@ func (r *Runner) Poll(ctx context.Context, in Export) (Export, error) {
 	out := in
 	out.Polls++
 	r.apply(&out, st)
+	r.notify(out)
 	r.log.Debug("export polled", "database", in.DatabaseName, "bookmark", out.Bookmark, "status", out.Status, "polls", out.Polls)
 	return out, nil
+}
+
+func (r *Runner) notify(e Export) {
+	if r.cfg.OnExport != nil {
+		r.cfg.OnExport(e)
+	}
 }
 
 func (r *Runner) apply(e *Export, st d1.ExportStatus) {

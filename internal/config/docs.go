@@ -51,4 +51,4 @@ func docDefault(s Setting) string {
 	return "`" + s.Default + "`"
 }
 
-func docText(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+func docText(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "`", ""), "|", `\|`) }

@@ -48,6 +48,11 @@ const (
 	EnvKeepMonthly = "D1BACKUP_KEEP_MONTHLY"
 	EnvTimeZone    = "D1BACKUP_TIMEZONE" // IANA zone days/weeks/months are counted in; default UTC
 
+	// EnvStaleAfterHours: d1backup status calls a database stale after this
+	// many hours without a good backup (the stack's alarm reads the same
+	// setting from CDK context).
+	EnvStaleAfterHours = "D1BACKUP_STALE_AFTER_HOURS"
+
 	// EnvStateMachineARN names the deployed run state machine for the CLI's
 	// run and executions commands.
 	EnvStateMachineARN = "D1BACKUP_STATE_MACHINE_ARN"

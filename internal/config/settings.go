@@ -89,6 +89,7 @@ const (
 	SettingTimeZone        = "timezone"
 	SettingVerifyMax       = "verify-max"
 	SettingStateMachine    = "state-machine"
+	SettingStaleAfter      = "stale-after-hours"
 )
 
 const (
@@ -161,7 +162,7 @@ var table = []Setting{
 		Field: func(c *Config) any { return &c.Prefix }},
 	{Name: SettingCompression, Env: EnvCompression, Context: "compression", Flag: SettingCompression, Kind: String, Lambda: true,
 		Default: codec.Default,
-		Help:    "compression of stored dumps: " + strings.Join(codec.Names(), ", "),
+		Help:    "compression `codec` of stored dumps: " + strings.Join(codec.Names(), ", "),
 		Check: func(v any) error {
 			if _, err := codec.Lookup(v.(string)); err != nil {
 				return fmt.Errorf("must be one of %s", strings.Join(codec.Names(), ", "))
@@ -170,7 +171,7 @@ var table = []Setting{
 		},
 		Field: func(c *Config) any { return &c.Compression }},
 	{Name: SettingAgeRecipients, Env: EnvAgeRecipients, Context: "ageRecipients", Flag: SettingAgeRecipients, Kind: List, Lambda: true,
-		Help: "age public key (age1...) to encrypt dumps to; repeatable",
+		Help: "age public `key` (age1...) to encrypt dumps to; repeatable",
 		Check: func(v any) error {
 			for _, r := range v.([]string) {
 				if _, err := age.ParseX25519Recipient(r); err != nil {
@@ -202,7 +203,7 @@ var table = []Setting{
 		Field: func(c *Config) any { return &c.PartConcurrency }},
 	{Name: SettingConcurrency, Env: EnvConcurrency, Context: "concurrency", Flag: SettingConcurrency, Kind: Int,
 		Default: "4", Min: 1, Max: 40,
-		Help:  "databases backed up at once (workflow, backup --all)",
+		Help:  "databases handled at once (the workflow, backup, status)",
 		Field: func(c *Config) any { return &c.Concurrency }},
 	{Name: SettingDatabases, Env: EnvDatabases, Context: "databases", Kind: List, Lambda: true,
 		Default: "*",
@@ -215,10 +216,10 @@ var table = []Setting{
 		},
 		Field: func(c *Config) any { return &c.Databases }},
 	{Name: SettingInclude, Env: EnvInclude, Context: "include", Flag: SettingInclude, Kind: List, Lambda: true,
-		Help: "glob patterns over database names to back up (default: all)", Check: globs,
+		Help: "back up only databases whose name matches this `glob` (*, ?, [a-z]); repeatable", Check: globs,
 		Field: func(c *Config) any { return &c.Include }},
 	{Name: SettingExclude, Env: EnvExclude, Context: "exclude", Flag: SettingExclude, Kind: List, Lambda: true,
-		Help: "glob patterns over database names to leave out", Check: globs,
+		Help: "leave out databases whose name matches this `glob`; repeatable", Check: globs,
 		Field: func(c *Config) any { return &c.Exclude }},
 	{Name: SettingKeepLast, Env: EnvKeepLast, Context: "keepLast", Flag: SettingKeepLast, Kind: Int, Lambda: true,
 		Min: 0, Max: 10000, Help: "retention: keep the newest N backups (0: no such rule)",
@@ -273,11 +274,11 @@ var table = []Setting{
 			return nil
 		},
 		Field: func(c *Config) any { return &c.AssetDir }},
-	{Name: "stale-after-hours", Context: "staleAfterHours", Kind: Int, Default: "36", Min: 1, Max: 24 * 7,
-		Help:  "alarm when a database has had no successful backup for this many hours",
+	{Name: SettingStaleAfter, Env: EnvStaleAfterHours, Context: "staleAfterHours", Flag: "stale-after", Kind: Int, Default: "36", Min: 1, Max: 24 * 7,
+		Help:  "a database with no good backup for this many `hours` is stale (status exits 1; the workflow alarms)",
 		Field: func(c *Config) any { return &c.StaleAfterHours }},
 	{Name: SettingStateMachine, Env: EnvStateMachineARN, Flag: SettingStateMachine, Kind: String,
-		Help: "ARN of the deployed BackupRun state machine (run, executions)",
+		Help: "`ARN` of the deployed BackupRun state machine (run, executions)",
 		Check: func(v any) error {
 			if s := v.(string); s != "" && (!strings.HasPrefix(s, "arn:") || !strings.Contains(s, ":stateMachine:")) {
 				return fmt.Errorf("must be a state machine ARN (the BackupRunStateMachineArn output of cdk deploy)")
