@@ -203,7 +203,6 @@ func capture(ctx context.Context, l *loader, ins inserted) (r row, why string) {
 	return r, ""
 }
 
-
 // upload is the SQL file D1 gets.
 type upload struct {
 	path      string
