@@ -149,7 +149,7 @@ func (l *loader) exec(ctx context.Context, s Statement) error {
 	stmt, err := l.conn.PrepareContext(ctx, string(s.Text))
 	if err == nil {
 		defer stmt.Close()
-		if why := p.refusedKind(); why != "" {
+		if why := p.refusedKind(s.Text); why != "" {
 			return &RefusedError{Index: s.Index, Offset: s.Offset, Reason: why, Text: excerpt(s.Text)}
 		}
 		p.phase = phaseStep

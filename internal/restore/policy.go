@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -161,10 +162,14 @@ func (p *policy) prepare(action sqlite.AuthorizerActionCode, arg1, arg2, db, inn
 			return p.deny("it updates %s (a dump inserts rows)", arg1)
 		}
 	case sqlite.AuthDelete:
-		if t != "sqlite_sequence" {
+		switch t {
+		case "sqlite_sequence":
+			p.writes = true
+		case "sqlite_master", "sqlite_schema":
+			return p.deny("it drops or alters what the dump created")
+		default:
 			return p.deny("it deletes from %s (a dump inserts rows)", arg1)
 		}
-		p.writes = true
 	case sqlite.AuthPragma:
 		if t != "defer_foreign_keys" {
 			return p.deny("it is PRAGMA %s (a dump sets only defer_foreign_keys)", arg1)
@@ -230,12 +235,33 @@ func (p *policy) step(action sqlite.AuthorizerActionCode, arg1, arg2, inner stri
 }
 
 // refusedKind says why a compiled statement that passed the authorizer is
-// still no dump statement: it changes nothing (a query). "" when fine.
-func (p *policy) refusedKind() string {
-	if p.actions > 0 && !p.writes && !p.txn {
+// still no dump statement: it changes nothing (a query), or SQLite asked
+// about nothing while compiling it (VACUUM is one such) though it is more
+// than comments. "" when fine.
+func (p *policy) refusedKind(text []byte) string {
+	switch {
+	case p.writes || p.txn:
+		return ""
+	case p.actions > 0:
 		return "it changes nothing a dump holds (a query?)"
+	case !onlyComments(text):
+		return "it is no statement a dump holds"
 	}
 	return ""
+}
+
+// onlyComments reports whether SQLite sees nothing but white space and
+// comments in a statement (its closing ';' aside).
+func onlyComments(text []byte) bool {
+	o := newOracle()
+	defer o.close()
+	cl := classes()
+	o.load(bytes.TrimSuffix(text, []byte(";")), []byte("\n"))
+	if o.complete("") {
+		return false
+	}
+	s := cl.states[cl.classify(o)]
+	return s.empty && !s.open
 }
 
 // install sets the limits and the authorizer on conn. maxDBBytes bounds
