@@ -155,7 +155,7 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 		if err != nil {
 			io.Copy(io.Discard, raw) //nolint:errcheck
 			if capped.over {
-				return nil, tooLarge(key, m)
+				return nil, tooLarge(key, m, true)
 			}
 			if stored.n == m.StoredBytes && stored.sum() == m.StoredSHA256 {
 				return nil, &TargetError{Msg: fmt.Sprintf("cannot decrypt backup %s: %v (is it the identity of one of %s?)", key, err, strings.Join(m.Encryption.Recipients, ", "))}
@@ -203,7 +203,7 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 	splitErr := <-scanned
 	switch {
 	case capped.over, sqlCapped.over:
-		return nil, tooLarge(key, m)
+		return nil, tooLarge(key, m, capped.over)
 	case copyErr != nil:
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("restore: %w", ctx.Err())
@@ -211,7 +211,7 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 		// Drain the rest so the stored hash covers the whole object.
 		io.Copy(io.Discard, raw) //nolint:errcheck
 		if capped.over {
-			return nil, tooLarge(key, m)
+			return nil, tooLarge(key, m, true)
 		}
 		return nil, corrupt(key, stored, m, copyErr)
 	}
@@ -220,7 +220,7 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 		return nil, fmt.Errorf("restore: read %s: %w", key, err)
 	}
 	if capped.over {
-		return nil, tooLarge(key, m)
+		return nil, tooLarge(key, m, true)
 	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("restore: temporary file: %w", err)
@@ -241,10 +241,14 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 	return d, nil
 }
 
-// tooLarge: the object, or the SQL it decompresses to, is larger than its
-// manifest says.
-func tooLarge(key string, m *backup.Manifest) error {
-	return &IntegrityError{Key: key, Check: "stored_sha256", Msg: fmt.Sprintf("the stored object is larger than the manifest's %d bytes, or decompresses to more than its %d SQL bytes; it was not read further: the object (or its manifest) was changed or damaged after the backup", m.StoredBytes, m.SQLBytes)}
+// tooLarge: the object (stored), or the SQL it decompresses to, is larger
+// than its manifest says.
+func tooLarge(key string, m *backup.Manifest, stored bool) error {
+	what := fmt.Sprintf("the stored object is larger than the manifest's %d bytes", m.StoredBytes)
+	if !stored {
+		what = fmt.Sprintf("the stored object decompresses to more than the manifest's %d SQL bytes", m.SQLBytes)
+	}
+	return &IntegrityError{Key: key, Check: "stored_sha256", Msg: what + "; it was not read further: the object (or its manifest) was changed or damaged after the backup"}
 }
 
 // capReader reads at most left bytes from r, then reports one more
