@@ -22,7 +22,7 @@ import (
 //
 //	INSERT INTO "t" (rowid,"id","body") VALUES(7,7,'x');
 //	UPDATE "t" SET "body" = "body" || '...' WHERE rowid = 7;
-//	UPDATE "t" SET "body" = substr("body", 2) WHERE rowid = 7;
+//	UPDATE "t" SET "body" = CAST(substr(CAST("body" AS BLOB), 2) AS TEXT) WHERE rowid = 7;
 //
 // SQLite is the parser: the original INSERT runs in the scratch database,
 // the row it made is read back (typeof and exact bytes, quote() for

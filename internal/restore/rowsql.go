@@ -235,8 +235,9 @@ func appendValue(table, col, key string, v value) []string {
 			b = b[k:]
 		}
 	}
-	// Strip the marker.
-	return append(out, head+"substr("+col+", 2)"+where)
+	// Strip the marker. substr counts bytes in a BLOB (in text it would
+	// stop at a NUL).
+	return append(out, head+"CAST(substr(CAST("+col+" AS BLOB), 2) AS TEXT)"+where)
 }
 
 // replay runs the rewritten statements in the scratch database and checks
