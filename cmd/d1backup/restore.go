@@ -111,6 +111,9 @@ func cmdRestore(ctx context.Context, args []string, e env) error {
 	}
 	fmt.Fprintf(e.stdout, "  into %s %s (%s): %d queries, %d rows written\n  final bookmark %s (a Time Travel restore point right after the import)\n",
 		what, res.DatabaseName, res.DatabaseID, res.NumQueries, res.RowsWritten, res.FinalBookmark)
+	if res.SplitRows > 0 {
+		fmt.Fprintf(e.stdout, "  %d row(s) over D1's 100 KB statement limit went in as an INSERT and UPDATEs under it\n", res.SplitRows)
+	}
 	return nil
 }
 

@@ -16,8 +16,11 @@ const verifySynopsis = `verify <key | r2://<bucket>/<key> | path> [--dest ...] [
 Checks a backup without touching any database: the stored object's and the
 SQL's size and SHA-256 against the manifest, then loads the SQL into a
 scratch SQLite database and runs PRAGMA integrity_check and
-foreign_key_check. Prints per-table row counts and the schema hash. Exits
-non-zero on any problem.`
+foreign_key_check. The SQL is loaded as data: a statement that is not one a
+D1 dump holds (ATTACH, VACUUM, other PRAGMAs, queries, ...) fails the check.
+Prints per-table row counts, the schema hash and how many rows are over
+D1's 100 KB statement limit (restore splits them). Exits non-zero on any
+problem.`
 
 func cmdVerify(ctx context.Context, args []string, e env) error {
 	fs := newFlags(e, "verify", verifySynopsis)
@@ -90,6 +93,7 @@ func printReport(e env, r *restore.Report) {
 	}
 	if r.SchemaSHA256 != "" {
 		fmt.Fprintf(out, "schema   sha256 %s\n", r.SchemaSHA256)
+		fmt.Fprintf(out, "rows over 100 KB: %d (restoring into D1 splits each into statements under its limit)\n", r.SplitRows)
 	}
 	for _, w := range r.Warnings {
 		fmt.Fprintf(out, "warning: %s\n", w)
