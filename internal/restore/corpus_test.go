@@ -102,11 +102,7 @@ func TestCorpusLoadsAsSQLiteDoes(t *testing.T) {
 // shadow tables included) as type and hex of each value, sorted.
 func exactContents(t *testing.T, path string) []string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openRO(t, path)
 	out := query(t, db, `SELECT type||' '||name||' '||coalesce(sql,'') FROM sqlite_schema ORDER BY name`)
 	for _, tb := range query(t, db, `SELECT name FROM sqlite_schema WHERE type='table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name`) {
 		q := `"` + strings.ReplaceAll(tb, `"`, `""`) + `"`

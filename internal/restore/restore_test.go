@@ -80,11 +80,7 @@ func (w *world) dbPath(t *testing.T, id string) string {
 // sorted, and the schema: equal contents, equal strings.
 func contents(t *testing.T, path string) map[string][]string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openRO(t, path)
 	out := map[string][]string{}
 	tables := query(t, db, `SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
 	for _, tb := range tables {
@@ -384,18 +380,7 @@ func errString(err error) string {
 // step would have.
 func putBackup(t *testing.T, st store.Store, key, sql string) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(sql))
-	h := hex.EncodeToString(sum[:])
-	m := backup.Manifest{Format: backup.ManifestFormat, Tool: "d1backup", DatabaseID: "x", DatabaseName: "x", Bookmark: "b", Key: key,
-		SQLBytes: int64(len(sql)), SQLSHA256: h, StoredBytes: int64(len(sql)), StoredSHA256: h, Compression: "none"}
-	mb, _ := json.Marshal(m)
-	ctx := context.Background()
-	if _, err := st.Put(ctx, key, strings.NewReader(sql), store.PutOptions{Size: int64(len(sql))}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Put(ctx, key+backup.ManifestSuffix, bytes.NewReader(mb), store.PutOptions{Size: int64(len(mb))}); err != nil {
-		t.Fatal(err)
-	}
+	putObject(t, st, key, "none", []byte(sql), int64(len(sql)), []byte(sql))
 }
 
 func TestImportLimitsReportedBeforeUpload(t *testing.T) {
