@@ -35,11 +35,11 @@ func (r *recordingD1) Import(ctx context.Context, id string, f d1.ImportFile, op
 // bigRows holds rows over D1's 100 KB statement limit: 1 MiB BLOBs (every
 // byte value, NULs) and texts (quotes, newlines, CR, unicode, NUL, bytes
 // that are no UTF-8) in a
-// rowid table with an INTEGER PRIMARY KEY, a WITHOUT ROWID table and a
+// rowid table with an INTEGER PRIMARY KEY AUTOINCREMENT, a WITHOUT ROWID table and a
 // table keyed by its implicit rowid, integers beyond 2^53, reals, and text
 // that looks numeric in a NUMERIC column.
 const bigRows = `
-CREATE TABLE big (id INTEGER PRIMARY KEY, b BLOB, t TEXT, n INTEGER, r REAL, x TEXT);
+CREATE TABLE big (id INTEGER PRIMARY KEY AUTOINCREMENT, b BLOB, t TEXT, n INTEGER, r REAL, x TEXT);
 CREATE TABLE kv (k TEXT PRIMARY KEY, v BLOB, w TEXT, n INTEGER) WITHOUT ROWID;
 CREATE TABLE plain (a TEXT, b BLOB);
 CREATE TABLE num (v NUMERIC, w);
