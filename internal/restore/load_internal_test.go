@@ -56,3 +56,41 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	b.ReportMetric(ours/base, "x-exec")
 }
+
+// TestGluedStatementsFail: were a text SQLite parses as two statements
+// ever handed to the loader as one (Split cuts by SQLite's rule, so it is
+// not), the second would be compiled while the first runs, under the
+// policy for SQLite's own nested work, and refused.
+func TestGluedStatementsFail(t *testing.T) {
+	t.Parallel()
+	db, err := openSQLite(filepath.Join(t.TempDir(), "g.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	l := &loader{conn: conn, pol: newPolicy()}
+	if err := l.pol.install(ctx, conn, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range []string{
+		"CREATE TABLE t (a);",
+		"INSERT INTO t VALUES(1); INSERT INTO t VALUES(2);",
+		"INSERT INTO t VALUES(3); VACUUM INTO 'x.db';",
+		"COMMIT; INSERT INTO t VALUES(4);",
+	} {
+		err := l.exec(ctx, Statement{Index: int64(i + 1), Text: []byte(text)})
+		if (err == nil) != (i == 0) {
+			t.Errorf("%q: %v", text, err)
+		}
+	}
+	var n int
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("rows: %d (%v); want none", n, err)
+	}
+}
