@@ -22,11 +22,14 @@ import (
 // of at most the size given to load).
 
 // Limits of a loading connection. D1's own are 100 columns, 32 function
-// arguments and 2,000,000-byte values; these leave room above them (a
-// dump's text literal with escaped newlines is up to twice its value).
+// arguments and 2,000,000-byte values; a dump's text literal with escaped
+// newlines is up to twice its value, hence maxValueBytes. What one
+// statement can hold in memory is about maxColumns values of
+// maxValueBytes (a row is built before its size is checked): 400 MiB at
+// worst, a few MB for any row D1 holds.
 const (
 	maxValueBytes   = 4 << 20
-	maxColumns      = 200
+	maxColumns      = 100
 	maxFunctionArgs = 64
 	maxLikePattern  = 1000
 )
@@ -122,8 +125,8 @@ func (p *policy) authorize(action sqlite.AuthorizerActionCode, arg1, arg2, db, i
 	return sqlite.AuthorizerOK
 }
 
-// internal tables: SQLite writes its schema table while creating objects
-// (and refuses writes to it from SQL itself); the others a dump may write.
+// dumpSystemTables: SQLite writes its schema table while creating objects
+// (and refuses writes to it from SQL itself); a dump writes the others.
 var dumpSystemTables = map[string]bool{"sqlite_master": true, "sqlite_schema": true, "sqlite_sequence": true, "sqlite_stat1": true, "sqlite_stat4": true}
 
 func (p *policy) prepare(action sqlite.AuthorizerActionCode, arg1, arg2, db, inner string) sqlite.AuthorizerReturnCode {

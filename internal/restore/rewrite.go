@@ -197,7 +197,7 @@ func capture(ctx context.Context, l *loader, ins inserted) (r row, why string) {
 		r.key = r.t.rowid + " = " + r.rowid
 	}
 	var err error
-	if r.vals, err = scanRow(ctx, l.conn, readRow(r.t.name, r.t.cols, r.key), len(r.t.cols)); err != nil {
+	if r.vals, err = readRow(ctx, l.conn, r.t.name, r.t.cols, r.key); err != nil {
 		return r, fmt.Sprintf("its row cannot be read back: %v", err)
 	}
 	return r, ""

@@ -83,7 +83,7 @@ func pkKey(ctx context.Context, conn *sql.Conn, t table, vals []any) (string, er
 		args = append(args, vals[cid])
 	}
 	rows.Close()
-	pk, err := scanRow(ctx, conn, readRow(t.name, t.pk, strings.Join(conds, " AND ")), len(t.pk), args...)
+	pk, err := readRow(ctx, conn, t.name, t.pk, strings.Join(conds, " AND "), args...)
 	if err != nil {
 		return "", fmt.Errorf("its primary key cannot be read back: %v", err)
 	}
@@ -98,42 +98,35 @@ func pkKey(ctx context.Context, conn *sql.Conn, t table, vals []any) (string, er
 	return strings.Join(conds, " AND "), nil
 }
 
-// readRow selects the given columns of the row key finds, as scanRow
-// reads them: each as its type and its quote() (numbers) or exact bytes.
-func readRow(table string, cols []string, key string) string {
-	var sel []string
-	for _, c := range cols {
+// readRow reads the given columns of the one row key finds (a WHERE
+// condition, with args), each as its type and its quote() (numbers) or
+// exact bytes (text, blob). One column per query: a row may have as many
+// columns as a result set may.
+func readRow(ctx context.Context, conn *sql.Conn, table string, cols []string, key string, args ...any) ([]value, error) {
+	vals := make([]value, len(cols))
+	for i, c := range cols {
 		q := quoteIdent(c)
-		sel = append(sel, "typeof("+q+"), CASE WHEN typeof("+q+") IN ('integer', 'real') THEN quote("+q+") ELSE CAST("+q+" AS BLOB) END")
-	}
-	return "SELECT " + strings.Join(sel, ", ") + " FROM " + quoteIdent(table) + " WHERE " + key
-}
-
-// scanRow runs a readRow query of n columns, which must find one row.
-func scanRow(ctx context.Context, conn *sql.Conn, q string, n int, args ...any) ([]value, error) {
-	rows, err := conn.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
+		rows, err := conn.QueryContext(ctx, "SELECT typeof("+q+"), CASE WHEN typeof("+q+") IN ('integer', 'real') THEN quote("+q+") ELSE CAST("+q+" AS BLOB) END FROM "+quoteIdent(table)+" WHERE "+key, args...)
+		if err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("no row")
+		n := 0
+		for rows.Next() {
+			if n++; n == 1 {
+				err = rows.Scan(&vals[i].typ, &vals[i].b)
+			}
+		}
+		if rerr := rows.Close(); err == nil {
+			err = rerr
+		}
+		switch {
+		case err != nil:
+			return nil, err
+		case n != 1:
+			return nil, fmt.Errorf("%d rows", n)
+		}
 	}
-	vals := make([]value, n)
-	dest := make([]any, 2*n)
-	for i := range vals {
-		dest[2*i], dest[2*i+1] = &vals[i].typ, &vals[i].b
-	}
-	if err := rows.Scan(dest...); err != nil {
-		return nil, err
-	}
-	if rows.Next() {
-		return nil, fmt.Errorf("more than one row")
-	}
-	return vals, rows.Err()
+	return vals, nil
 }
 
 // chunk builds the statements that make the row again, each at most
@@ -248,7 +241,7 @@ func (r row) replay(ctx context.Context, conn *sql.Conn, stmts []string) string 
 			return fmt.Sprintf("rewritten, it fails: %v", err)
 		}
 	}
-	got, err := scanRow(ctx, conn, readRow(r.t.name, r.t.cols, r.key), len(r.t.cols))
+	got, err := readRow(ctx, conn, r.t.name, r.t.cols, r.key)
 	if err != nil {
 		return fmt.Sprintf("rewritten, its row cannot be read back: %v", err)
 	}
