@@ -35,8 +35,12 @@ type Target struct {
 
 // Options tune restores. The zero value is usable.
 type Options struct {
-	// TempDir holds the SQL while it is checked and uploaded; os.TempDir()
-	// if empty. It needs room for the uncompressed dump.
+	// TempDir holds the SQL while it is checked and uploaded, and the
+	// scratch databases of verify and of rows rewritten for D1;
+	// os.TempDir() if empty. It needs room for the uncompressed dump (at
+	// most its manifest's sql_bytes), plus, while loading, the database
+	// and, for a D1 restore with rows over 100 KB, a second copy of the
+	// SQL.
 	TempDir string
 	// Identities decrypt age-encrypted backups.
 	Identities []age.Identity
