@@ -1,8 +1,12 @@
 // Package restore brings backups back: it fetches a stored dump, proves it is
 // the one the manifest describes (SHA-256 of the stored object and of the
-// SQL) before anything is written anywhere, and then imports it into a D1
-// database (existing and empty, or created for it), loads it into a local
-// SQLite file, or verifies it in a scratch SQLite database.
+// SQL; reading no further than the sizes it records) before anything is
+// written anywhere, and then imports it into a D1 database (existing and
+// empty, or created for it), loads it into a local SQLite file, or verifies
+// it in a scratch SQLite database. Statements are cut by SQLite's own rule
+// (split.go) and loaded as data, under an authorizer that refuses whatever
+// a D1 dump does not hold (policy.go); rows over D1's statement limit are
+// rewritten for it (rewrite.go).
 package restore
 
 import (
