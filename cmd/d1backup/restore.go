@@ -116,6 +116,9 @@ func printRestore(e env, res restore.Result) {
 	if res.FinalBookmark != "" {
 		fmt.Fprintf(e.stdout, "  final bookmark %s (a Time Travel restore point right after the import)\n", res.FinalBookmark)
 	}
+	if res.SplitRows > 0 {
+		fmt.Fprintf(e.stdout, "  %s over D1's 100 KB statement limit went in as an INSERT and UPDATEs under it\n", count(int(res.SplitRows), "row", "rows"))
+	}
 	fmt.Fprintf(e.stdout, "  from %s\n  SQL %s, sha256 %s (checked against the manifest)\n",
 		clean(res.Key), bytesHuman(res.SQLBytes), res.SQLSHA256)
 }

@@ -5,18 +5,21 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	_ "modernc.org/sqlite"
 
+	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/d1emu"
 	"github.com/d1backup/d1backup/internal/testenv"
 )
@@ -264,5 +267,81 @@ func TestRestoreVerifyHelp(t *testing.T) {
 	}
 	if r := w.run(t, w.env(), "--help"); !strings.Contains(r.stdout, "\n  restore ") || !strings.Contains(r.stdout, "\n  verify ") {
 		t.Errorf("usage lacks restore/verify:\n%s", r.stdout)
+	}
+}
+
+// putDump stores sql uncompressed in the CLI's local backups as the
+// backup called name, with a manifest that matches it, as someone with
+// write access could; it returns the backup's key.
+func (w *world) putDump(t *testing.T, name, sql string) string {
+	t.Helper()
+	key, err := backup.DumpKey(w.db.UUID, name, "none", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(w.dir, "d1-backups", filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := backup.Manifest{Format: backup.ManifestFormat, Tool: "d1backup", DatabaseID: w.db.UUID, DatabaseName: "notes", Bookmark: name, Key: key,
+		SQLBytes: int64(len(sql)), SQLSHA256: sha([]byte(sql)), StoredBytes: int64(len(sql)), StoredSHA256: sha([]byte(sql)), Compression: "none"}
+	mb, _ := json.Marshal(m)
+	if err := os.WriteFile(p, []byte(sql), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p+backup.ManifestSuffix, mb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// TestVerifyRefusesAProgram: a dump that attaches a file fails verify and
+// --to-sqlite with one clear line and exit 1, and no file appears.
+func TestVerifyRefusesAProgram(t *testing.T) {
+	w := newWorld(t, d1emu.Options{})
+	evil := filepath.Join(w.dir, "evil.db")
+	key := w.putDump(t, "evil", fmt.Sprintf("CREATE TABLE t (a);\nATTACH DATABASE '%s' AS x;\nCREATE TABLE x.t (a);\n", evil))
+	fifo := filepath.Join(w.dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"verify", key}, "load: statement 2 (at byte 20) was refused: it attaches or detaches a database"},
+		{[]string{"restore", "--from", key, "--to-sqlite", "out.sqlite"}, "statement 2 (at byte 20) was refused"},
+		{[]string{"restore", "--from", key, "--to-sqlite", fifo, "--force"}, "is not a regular file (a FIFO)"},
+	} {
+		r := w.run(t, w.env(), tt.args...)
+		if r.code != 1 || !strings.Contains(lastLine(r.stderr), tt.want) {
+			t.Errorf("%v: exit %d, last line %q; want exit 1 and %q\n%s", tt.args, r.code, lastLine(r.stderr), tt.want, r.stdout)
+		}
+	}
+	for _, p := range []string{evil, filepath.Join(w.dir, "out.sqlite")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s exists: %v", p, err)
+		}
+	}
+}
+
+// TestRowsOver100KB: verify counts the rows over D1's statement limit and
+// restore splits them; the row comes back identical.
+func TestRowsOver100KB(t *testing.T) {
+	w := newWorld(t, d1emu.Options{})
+	if err := w.emu.Exec(w.db.UUID, `INSERT INTO notes (body) VALUES (printf('%.*c', 300000, 'z') || 'é' || char(10))`); err != nil {
+		t.Fatal(err)
+	}
+	key := w.backupJSON(t, w.env(), "zstd")
+	r := w.run(t, w.env(), "verify", key)
+	if r.code != 0 || !strings.Contains(r.stdout, "\nrows over 100 KB: 1 ") {
+		t.Errorf("verify: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = w.run(t, w.env(), "restore", "--from", key, "--create", "big")
+	if r.code != 0 || !strings.Contains(r.stdout, "1 row over D1's 100 KB statement limit") {
+		t.Fatalf("restore: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if got, want := notes(t, w.path(t, "big")), notes(t, w.path(t, w.db.UUID)); !slices.Equal(got, want) {
+		t.Errorf("restored notes differ from the source's")
 	}
 }

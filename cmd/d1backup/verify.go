@@ -15,7 +15,10 @@ import (
 const verifyLong = `Checks a backup without touching any database: the stored object's and the
 SQL's size and SHA-256 against the manifest, then loads the SQL into a
 scratch SQLite database and runs PRAGMA integrity_check and
-foreign_key_check. Prints per-table row counts and the schema hash, and
+foreign_key_check. The SQL is loaded as data: a statement that is not one a
+D1 dump holds (ATTACH, VACUUM, other PRAGMAs, queries, ...) fails the check.
+Prints per-table row counts, the schema hash and how many rows are over D1's
+100 KB statement limit (restore splits them), and
 records the result in the backup's manifest (as the workflow's verify step
 does), so retention's "newest verified" guard, 'list' and 'status' see it.
 A destination you may only read still gets its report: the record is then
@@ -148,6 +151,7 @@ func printReport(e env, r *restore.Report) {
 	}
 	if r.SchemaSHA256 != "" {
 		fmt.Fprintf(out, "schema   sha256 %s\n", r.SchemaSHA256)
+		fmt.Fprintf(out, "rows over 100 KB: %d (restoring into D1 splits each into statements under its limit)\n", r.SplitRows)
 	}
 	for _, w := range r.Warnings {
 		fmt.Fprintf(out, "warning: %s\n", clean(w))

@@ -72,8 +72,13 @@ func newZstdWriter(w io.Writer) (io.WriteCloser, error) {
 	return &flushCloser{WriteCloser: zw, bw: bw}, nil
 }
 
+// zstdMaxWindow bounds the window a frame may ask the reader for: the
+// writer uses 8 MiB windows, and a hostile frame asking for 512 MiB would
+// make the reader allocate it.
+const zstdMaxWindow = 64 << 20
+
 func newZstdReader(r io.Reader) (io.ReadCloser, error) {
-	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,12 @@
 // Package restore brings backups back: it fetches a stored dump, proves it is
 // the one the manifest describes (SHA-256 of the stored object and of the
-// SQL) before anything is written anywhere, and then imports it into a D1
-// database (existing and empty, or created for it), loads it into a local
-// SQLite file, or verifies it in a scratch SQLite database.
+// SQL; reading no further than the sizes it records) before anything is
+// written anywhere, and then imports it into a D1 database (existing and
+// empty, or created for it), loads it into a local SQLite file, or verifies
+// it in a scratch SQLite database. Statements are cut by SQLite's own rule
+// (split.go) and loaded as data, under an authorizer that refuses whatever
+// a D1 dump does not hold (policy.go); rows over D1's statement limit are
+// rewritten for it (rewrite.go).
 package restore
 
 import (
@@ -30,10 +34,6 @@ const (
 	MaxImportBytes    = 5 << 30
 	MaxStatementBytes = 100 << 10
 )
-
-// maxKeep bounds the statements Split keeps in memory when loading into
-// SQLite (whose own default limit is 1 GB); D1 refuses anything over 100 KB.
-const maxKeep = 64 << 20
 
 // Source is a backup in a store: Key is the dump's key or its manifest's
 // key (the dump's key + backup.ManifestSuffix).
@@ -64,8 +64,11 @@ type Dump struct {
 	MD5    string `json:"md5"`
 	// Statements counts the SQL statements.
 	Statements int64
-	// Limits lists what would make D1 refuse the import (over 5 GB, a
-	// statement over 100 KB, transaction statements); empty when none.
+	// Oversized counts the statements over MaxStatementBytes, which
+	// restoring into D1 rewrites (see rewrite.go).
+	Oversized int64
+	// Limits lists what would make D1 refuse the import (over 5 GB,
+	// transaction statements); empty when none.
 	Limits []string
 }
 
@@ -141,13 +144,23 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 		}
 	}()
 
+	if m.StoredBytes < 0 || m.SQLBytes < 0 {
+		return nil, &IntegrityError{Key: key, Check: "manifest", Msg: fmt.Sprintf("the manifest records %d stored and %d SQL bytes", m.StoredBytes, m.SQLBytes)}
+	}
 	stored := &hashCount{h: sha256.New()}
-	raw := io.TeeReader(&ctxReader{ctx: ctx, r: rc}, stored)
+	// Reads stop at one byte past what the manifest records: a larger
+	// object, or one that decompresses to more SQL, is refused there and
+	// then, not read (and written to disk) to its end.
+	capped := &capReader{r: &ctxReader{ctx: ctx, r: rc}, left: m.StoredBytes}
+	raw := io.TeeReader(capped, stored)
 	compressed := raw
 	if m.Encryption != nil {
 		dr, err := age.Decrypt(raw, opts.Identities...)
 		if err != nil {
 			io.Copy(io.Discard, raw) //nolint:errcheck
+			if capped.over {
+				return nil, tooLarge(key, m, true)
+			}
 			if stored.n == m.StoredBytes && stored.sum() == m.StoredSHA256 {
 				return nil, &TargetError{Msg: fmt.Sprintf("cannot decrypt backup %s: %v (is it the identity of one of %s?)", key, err, strings.Join(m.Encryption.Recipients, ", "))}
 			}
@@ -166,38 +179,39 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 	defer zr.Close()
 	var sqlR io.Reader = zr
 	sqlSHA, sqlMD5 := &hashCount{h: sha256.New()}, md5.New()
-	// Split reads what the file receives, so the statements are scanned in
-	// the same pass.
+	sqlCapped := &capReader{r: sqlR, left: m.SQLBytes}
+	// The statements are scanned in the same pass, from what the file
+	// receives.
 	pr, pw := io.Pipe()
 	scanned := make(chan error, 1)
 	go func() {
-		err := Split(pr, 0, func(s Statement) error {
-			d.Statements++
-			if s.Size > MaxStatementBytes && len(d.Limits) < 10 {
-				d.Limits = append(d.Limits, fmt.Sprintf("statement %d (%s, at byte %d) is %d bytes; D1 accepts at most %d (100 KB) per statement", s.Index, s.Keyword, s.Offset, s.Size, MaxStatementBytes))
-			}
-			if isTransactionControl(s.Keyword) && len(d.Limits) < 10 {
-				d.Limits = append(d.Limits, fmt.Sprintf("statement %d is %s at byte %d; D1 refuses BEGIN TRANSACTION/COMMIT/SAVEPOINT in imports (it runs the whole import in one transaction)", s.Index, s.Keyword, s.Offset))
-			}
-			return nil
-		})
-		io.Copy(io.Discard, pr) //nolint:errcheck // drain after a split error
+		err := scan(pr, d)
+		io.Copy(io.Discard, pr) //nolint:errcheck // drain after a scan error
 		scanned <- err
 	}()
-	_, copyErr := io.Copy(io.MultiWriter(f, sqlSHA, sqlMD5, pw), sqlR)
+	_, copyErr := io.Copy(io.MultiWriter(f, sqlSHA, sqlMD5, pw), sqlCapped)
 	pw.CloseWithError(copyErr)
 	splitErr := <-scanned
-	if copyErr != nil {
+	switch {
+	case capped.over, sqlCapped.over:
+		return nil, tooLarge(key, m, capped.over)
+	case copyErr != nil:
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("restore: %w", ctx.Err())
 		}
 		// Drain the rest so the stored hash covers the whole object.
 		io.Copy(io.Discard, raw) //nolint:errcheck
+		if capped.over {
+			return nil, tooLarge(key, m, true)
+		}
 		return nil, corrupt(key, stored, m, copyErr)
 	}
 	// Trailing bytes after the compressed stream still count as stored.
 	if _, err := io.Copy(io.Discard, raw); err != nil {
 		return nil, fmt.Errorf("restore: read %s: %w", key, err)
+	}
+	if capped.over {
+		return nil, tooLarge(key, m, true)
 	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("restore: temporary file: %w", err)
@@ -218,18 +232,46 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 	return d, nil
 }
 
+// tooLarge: the object (stored), or the SQL it decompresses to, is larger
+// than its manifest says.
+func tooLarge(key string, m *backup.Manifest, stored bool) error {
+	what := fmt.Sprintf("the stored object is larger than the manifest's %d bytes", m.StoredBytes)
+	if !stored {
+		what = fmt.Sprintf("the stored object decompresses to more than the manifest's %d SQL bytes", m.SQLBytes)
+	}
+	return &IntegrityError{Key: key, Check: "stored_sha256", Msg: what + "; it was not read further: the object (or its manifest) was changed or damaged after the backup"}
+}
+
+// capReader reads at most left bytes from r, then reports one more
+// byte's worth as errOverCap (and over).
+type capReader struct {
+	r    io.Reader
+	left int64
+	over bool
+}
+
+var errOverCap = errors.New("more bytes than the manifest records")
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.over {
+		return 0, errOverCap
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1]
+	}
+	n, err := c.r.Read(p)
+	if int64(n) > c.left {
+		c.over = true
+		return int(c.left), errOverCap
+	}
+	c.left -= int64(n)
+	return n, err
+}
+
 // corrupt explains a decompression failure: against the manifest's stored
 // hash when the object no longer matches it.
 func corrupt(key string, stored *hashCount, m *backup.Manifest, err error) error {
 	return &IntegrityError{Key: key, Check: "stored_sha256", Msg: fmt.Sprintf("cannot decompress the stored %s object (%v); the manifest expects %d stored bytes with SHA-256 %s: the object (or its manifest) was changed or damaged after the backup", m.Compression, err, m.StoredBytes, m.StoredSHA256)}
-}
-
-func isTransactionControl(keyword string) bool {
-	switch keyword {
-	case "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE":
-		return true
-	}
-	return false
 }
 
 type hashCount struct {

@@ -2,13 +2,12 @@ package restore
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
-	"sort"
-	"strings"
+	"path/filepath"
 
 	_ "modernc.org/sqlite" // driver "sqlite"
 )
@@ -16,14 +15,49 @@ import (
 // loadStats describes a dump loaded into SQLite.
 type loadStats struct {
 	Statements  int64
-	Skipped     int64 // transaction statements left out: the load is one transaction
+	Skipped     int64 // BEGIN/COMMIT/SAVEPOINT/RELEASE: the load is one transaction
 	RowsWritten int64
+	// SplitRows counts rows whose INSERT was over D1's statement limit and
+	// was rewritten into statements under it (when rewriting).
+	SplitRows int64
+	// Unsplit says why statements over the limit could not be rewritten.
+	Unsplit []string
+}
+
+// RefusedError: a statement of the dump is not one a dump holds (it would
+// attach a file, run a PRAGMA, read other tables, ...). SQLite's
+// authorizer refused it; nothing of it ran.
+type RefusedError struct {
+	Index  int64 // the statement's number
+	Offset int64 // its first byte in the dump
+	Reason string
+	Text   string // its beginning
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("statement %d (at byte %d) was refused: %s: %q", e.Index, e.Offset, e.Reason, e.Text)
+}
+
+// excerpt is the beginning of a statement, for messages.
+func excerpt(text []byte) string {
+	const n = 80
+	if len(text) > n {
+		return string(text[:n]) + "..."
+	}
+	return string(text)
 }
 
 func openSQLite(path string) (*sql.DB, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
 	// Foreign keys stay off while loading, as the sqlite3 shell's .read of
 	// a dump does; foreign_key_check reports violations afterwards.
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(0)&_pragma=busy_timeout(5000)")
+	// Defensive mode keeps statements from writing the schema or shadow
+	// tables directly.
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: "_defensive=1&_pragma=foreign_keys(0)&_pragma=busy_timeout(5000)"}
+	db, err := sql.Open("sqlite", u.String())
 	if err != nil {
 		return nil, err
 	}
@@ -35,155 +69,107 @@ func openSQLite(path string) (*sql.DB, error) {
 	return db, nil
 }
 
-// load executes the SQL file at sqlPath in db, in one transaction.
-func load(ctx context.Context, db *sql.DB, sqlPath string) (loadStats, error) {
-	var st loadStats
+// loader runs a dump's statements one by one under the policy.
+type loader struct {
+	conn  *sql.Conn
+	pol   *policy
+	stats loadStats
+	// rw, when set, writes the dump for D1 with statements over its limit
+	// rewritten.
+	rw *rewriter
+}
+
+// load executes the SQL file at sqlPath in db, in one transaction, each
+// statement compiled under the policy (see policy.go). The database may
+// grow to maxDBBytes (0: no bound). With rewrite set, it also writes
+// there the dump as D1 can import it: each statement as it is, but rows
+// whose INSERT is over MaxStatementBytes as an INSERT and UPDATEs under
+// it (see rewrite.go).
+func load(ctx context.Context, db *sql.DB, sqlPath string, maxDBBytes int64, rewrite io.Writer) (loadStats, error) {
 	f, err := os.Open(sqlPath)
 	if err != nil {
-		return st, err
+		return loadStats{}, err
 	}
 	defer f.Close()
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return st, err
+		return loadStats{}, err
 	}
 	defer conn.Close()
+	l := &loader{conn: conn, pol: newPolicy()}
+	if rewrite != nil {
+		l.rw = newRewriter(rewrite)
+	}
+	if err := l.pol.install(ctx, conn, maxDBBytes); err != nil {
+		return loadStats{}, err
+	}
 	var before int64
 	if err := conn.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&before); err != nil {
-		return st, err
+		return loadStats{}, err
 	}
 	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		return st, err
+		return loadStats{}, err
 	}
-	err = Split(f, maxKeep, func(s Statement) error {
-		if isTransactionControl(s.Keyword) {
-			st.Skipped++
-			return nil
+	err = Split(f, func(s Statement) error {
+		if l.rw != nil && s.Size > MaxStatementBytes {
+			return l.rw.oversized(ctx, l, s)
 		}
-		if s.Text == nil {
-			return fmt.Errorf("statement %d at byte %d is %d bytes, over the %d this loader keeps in memory", s.Index, s.Offset, s.Size, maxKeep)
+		if err := l.exec(ctx, s); err != nil {
+			return err
 		}
-		if _, err := conn.ExecContext(ctx, string(s.Text)); err != nil {
-			return fmt.Errorf("statement %d at byte %d: %w: %.200s", s.Index, s.Offset, err, s.Text)
+		if l.rw != nil {
+			return l.rw.copy(s.Text)
 		}
-		st.Statements++
 		return nil
 	})
+	if err == nil && l.rw != nil {
+		err = l.rw.flush()
+	}
 	if err == nil {
 		_, err = conn.ExecContext(ctx, `COMMIT`)
 	}
 	if err != nil {
 		conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`) //nolint:errcheck
-		return st, err
+		return l.stats, err
 	}
 	var after int64
 	if err := conn.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&after); err != nil {
-		return st, err
+		return l.stats, err
 	}
-	st.RowsWritten = after - before
-	return st, nil
+	l.stats.RowsWritten = after - before
+	return l.stats, nil
 }
 
-// TableCount is one table's row count.
-type TableCount struct {
-	Name string `json:"name"`
-	Rows int64  `json:"rows"`
-}
-
-// userObjects filters out SQLite's and D1's internal objects.
-const userObjects = `name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE '\_cf\_%' ESCAPE '\'`
-
-// Inspect reads what a SQLite database holds: per-table row counts (in
-// name order) and the schema hash, SHA-256 over the sorted lines
-// type|name|tbl_name|sql of sqlite_schema, SQLite's and D1's internal
-// objects (sqlite_*, _cf_*) left out. Two databases with the same schema
-// have the same hash whatever their data.
-func Inspect(ctx context.Context, db *sql.DB) (tables []TableCount, schemaSHA256 string, err error) {
-	rows, err := db.QueryContext(ctx, `SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema WHERE `+userObjects)
+// exec compiles a dump statement under the policy, checks it is one a
+// dump holds, and runs it.
+func (l *loader) exec(ctx context.Context, s Statement) error {
+	p := l.pol
+	defer func() { p.phase = phaseOwn }()
+	p.begin()
+	stmt, err := l.conn.PrepareContext(ctx, string(s.Text))
+	if err == nil {
+		defer stmt.Close()
+		if why := p.refusedKind(s.Text); why != "" {
+			return &RefusedError{Index: s.Index, Offset: s.Offset, Reason: why, Text: excerpt(s.Text)}
+		}
+		p.phase = phaseStep
+		_, err = stmt.ExecContext(ctx)
+	}
 	if err != nil {
-		return nil, "", fmt.Errorf("read schema: %w", err)
-	}
-	var lines, names []string
-	for rows.Next() {
-		var typ, name, tbl, text string
-		if err := rows.Scan(&typ, &name, &tbl, &text); err != nil {
-			rows.Close()
-			return nil, "", fmt.Errorf("read schema: %w", err)
+		if p.refusal != "" && ctx.Err() == nil {
+			return &RefusedError{Index: s.Index, Offset: s.Offset, Reason: p.refusal, Text: excerpt(s.Text)}
 		}
-		lines = append(lines, typ+"|"+name+"|"+tbl+"|"+text)
-		if typ == "table" && !strings.HasPrefix(strings.ToUpper(text), "CREATE VIRTUAL TABLE") {
-			names = append(names, name)
-		}
+		return fmt.Errorf("statement %d (at byte %d): %w: %q", s.Index, s.Offset, err, excerpt(s.Text))
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("read schema: %w", err)
+	if p.txn && !p.writes {
+		l.stats.Skipped++
+	} else {
+		l.stats.Statements++
 	}
-	sort.Strings(lines)
-	sort.Strings(names)
-	h := sha256.New()
-	for _, l := range lines {
-		h.Write([]byte(l))
-		h.Write([]byte{'\n'})
-	}
-	tables = []TableCount{}
-	for _, n := range names {
-		var c int64
-		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM "`+strings.ReplaceAll(n, `"`, `""`)+`"`).Scan(&c); err != nil {
-			return nil, "", fmt.Errorf("count rows of %s: %w", n, err)
-		}
-		tables = append(tables, TableCount{Name: n, Rows: c})
-	}
-	return tables, hex.EncodeToString(h.Sum(nil)), nil
+	return nil
 }
 
-// integrity runs PRAGMA integrity_check and foreign_key_check; each returns
-// "" when clean, else a summary of the first findings.
-func integrity(ctx context.Context, db *sql.DB) (integrityProblem, fkProblem string, err error) {
-	rows, err := db.QueryContext(ctx, `PRAGMA integrity_check`)
-	if err != nil {
-		return "", "", err
-	}
-	var msgs []string
-	for rows.Next() {
-		var m string
-		if err := rows.Scan(&m); err != nil {
-			rows.Close()
-			return "", "", err
-		}
-		if m != "ok" && len(msgs) < 5 {
-			msgs = append(msgs, m)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return "", "", err
-	}
-	integrityProblem = strings.Join(msgs, "; ")
-
-	rows, err = db.QueryContext(ctx, `SELECT "table", coalesce(rowid, 0), parent, fkid FROM pragma_foreign_key_check`)
-	if err != nil {
-		return "", "", err
-	}
-	defer rows.Close()
-	var fks []string
-	n := 0
-	for rows.Next() {
-		var table, parent string
-		var rowid, fkid int64
-		if err := rows.Scan(&table, &rowid, &parent, &fkid); err != nil {
-			return "", "", err
-		}
-		n++
-		if len(fks) < 5 {
-			fks = append(fks, fmt.Sprintf("%s row %d references a missing row of %s", table, rowid, parent))
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return "", "", err
-	}
-	if n > 0 {
-		fkProblem = fmt.Sprintf("%d foreign key violation(s): %s", n, strings.Join(fks, "; "))
-	}
-	return integrityProblem, fkProblem, nil
-}
+// scratchBytes bounds a database loaded from sqlBytes of SQL: generous for
+// indexes and fts5 (a database is seldom larger than its dump), yet a dump
+// that makes data out of nothing (zeroblob, replace) cannot fill the disk.
+func scratchBytes(sqlBytes int64) int64 { return 16*sqlBytes + 256<<20 }

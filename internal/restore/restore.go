@@ -35,8 +35,12 @@ type Target struct {
 
 // Options tune restores. The zero value is usable.
 type Options struct {
-	// TempDir holds the SQL while it is checked and uploaded; os.TempDir()
-	// if empty. It needs room for the uncompressed dump.
+	// TempDir holds the SQL while it is checked and uploaded, and the
+	// scratch databases of verify and of rows rewritten for D1;
+	// os.TempDir() if empty. It needs room for the uncompressed dump (at
+	// most its manifest's sql_bytes), plus, while loading, the database
+	// and, for a D1 restore with rows over 100 KB, a second copy of the
+	// SQL.
 	TempDir string
 	// Identities decrypt age-encrypted backups.
 	Identities []age.Identity
@@ -73,6 +77,9 @@ type Result struct {
 	NumQueries    int64  `json:"num_queries"`
 	RowsWritten   int64  `json:"rows_written"`
 	FinalBookmark string `json:"final_bookmark,omitempty"`
+	// SplitRows counts the rows whose INSERT was over D1's statement
+	// limit and went to D1 as an INSERT and UPDATEs under it.
+	SplitRows int64 `json:"split_rows,omitempty"`
 }
 
 func newResult(d *Dump) Result {
@@ -85,8 +92,10 @@ func newResult(d *Dump) Result {
 // ToD1 restores a backup into D1. In order, so that nothing is written
 // before everything has been checked: resolve the target and refuse one
 // with tables (unless Force) or a new name already taken; fetch the dump
-// and check it against its manifest; check D1's import limits; create the
-// new database; import (init, upload, ingest, poll).
+// and check it against its manifest; check D1's import limits, rewriting
+// rows whose INSERT is over D1's statement limit (which loads the dump
+// into a scratch SQLite database first); create the new database; import
+// (init, upload, ingest, poll).
 func ToD1(ctx context.Context, api D1, src Source, t Target, opts Options) (Result, error) {
 	log := opts.log()
 	var target d1.Database
@@ -126,6 +135,15 @@ func ToD1(ctx context.Context, api D1, src Source, t Target, opts Options) (Resu
 		return Result{}, err
 	}
 	res := newResult(d)
+	up := upload{path: d.Path, size: d.Size, md5: d.MD5}
+	if d.Oversized > 0 {
+		if up, err = rewriteForD1(ctx, d, opts); err != nil {
+			return Result{}, err
+		}
+		defer os.Remove(up.path)
+		res.SplitRows = up.splitRows
+		log.Info("rows over D1's statement limit rewritten", "rows", up.splitRows, "sql_bytes", up.size)
+	}
 
 	if t.Create != "" {
 		db, err := api.CreateDatabase(ctx, t.Create)
@@ -137,12 +155,12 @@ func ToD1(ctx context.Context, api D1, src Source, t Target, opts Options) (Resu
 	}
 	res.DatabaseID, res.DatabaseName = target.UUID, target.Name
 
-	f, err := os.Open(d.Path)
+	f, err := os.Open(up.path)
 	if err != nil {
 		return res, fmt.Errorf("restore: %w", err)
 	}
 	defer f.Close()
-	imp, err := api.Import(ctx, target.UUID, d1.ImportFile{Body: f, Size: d.Size, MD5: d.MD5}, d1.ImportOptions{
+	imp, err := api.Import(ctx, target.UUID, d1.ImportFile{Body: f, Size: up.size, MD5: up.md5}, d1.ImportOptions{
 		PollInterval: opts.PollInterval,
 		OnMessage:    func(m string) { log.Info("D1", "message", m) },
 	})
@@ -157,21 +175,29 @@ func ToD1(ctx context.Context, api D1, src Source, t Target, opts Options) (Resu
 }
 
 // ToSQLite restores a backup into a SQLite file at path. An existing
-// non-empty file is refused unless force; the file is replaced only once
-// the load has succeeded (it is built beside it and renamed over it).
+// non-empty file is refused unless force, and anything but a regular file
+// (a directory, device, FIFO, socket, or a symbolic link to one) always;
+// a symbolic link to a regular file has that file replaced. The file is
+// replaced only once the load has succeeded (it is built beside it and
+// renamed over it).
 func ToSQLite(ctx context.Context, src Source, path string, force bool, opts Options) (Result, error) {
 	if path == "" {
 		return Result{}, &TargetError{Msg: "no SQLite file given"}
 	}
 	if fi, err := os.Stat(path); err == nil {
 		switch {
-		case fi.IsDir():
-			return Result{}, &TargetError{Msg: fmt.Sprintf("%s is a directory", path)}
+		case !fi.Mode().IsRegular():
+			return Result{}, &TargetError{Msg: fmt.Sprintf("%s exists and is not a regular file (%s); name a new file", path, fileKind(fi.Mode()))}
 		case fi.Size() > 0 && !force:
 			return Result{}, &TargetError{Msg: fmt.Sprintf("%s exists and is not empty; pass --force to replace it, or name a new file", path)}
 		}
+		if path, err = filepath.EvalSymlinks(path); err != nil {
+			return Result{}, fmt.Errorf("restore: %w", err)
+		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return Result{}, fmt.Errorf("restore: %w", err)
+	} else if _, lerr := os.Lstat(path); lerr == nil {
+		return Result{}, &TargetError{Msg: fmt.Sprintf("%s is a symbolic link to nothing; name a new file", path)}
 	}
 	d, err := Fetch(ctx, src, opts)
 	if err != nil {
@@ -191,7 +217,7 @@ func ToSQLite(ctx context.Context, src Source, path string, force bool, opts Opt
 	if err != nil {
 		return res, fmt.Errorf("restore: %w", err)
 	}
-	st, err := load(ctx, db, d.Path)
+	st, err := load(ctx, db, d.Path, scratchBytes(d.Size), nil)
 	if cerr := db.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -206,4 +232,19 @@ func ToSQLite(ctx context.Context, src Source, path string, force bool, opts Opt
 	}
 	res.SQLitePath, res.NumQueries, res.RowsWritten = path, st.Statements, st.RowsWritten
 	return res, nil
+}
+
+// fileKind names what a non-regular file is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.Type().String()
 }

@@ -85,11 +85,7 @@ func (w *world) dbPath(t *testing.T, id string) string {
 // sorted, and the schema: equal contents, equal strings.
 func contents(t *testing.T, path string) map[string][]string {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openRO(t, path)
 	out := map[string][]string{}
 	tables := query(t, db, `SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
 	for _, tb := range tables {
@@ -385,46 +381,23 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// testDatabaseID is the database the hand-made backups claim to be of.
-const testDatabaseID = "00000000-0000-4000-8000-000000000000"
-
-// backupKey is a key in d1backup's grammar for a hand-made, uncompressed
-// backup; name becomes its bookmark.
-func backupKey(name string) string { return testDatabaseID + "/" + name + ".sql" }
-
 // putBackup stores sql uncompressed with a correct manifest, as the backup
 // step would have, under key (see backupKey).
 func putBackup(t *testing.T, st store.Store, key, sql string) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(sql))
-	h := hex.EncodeToString(sum[:])
-	k, ok := backup.ParseKey(key)
-	if !ok {
-		t.Fatalf("%s is not a backup key", key)
-	}
-	m := backup.Manifest{Format: backup.ManifestFormat, Tool: "d1backup", DatabaseID: k.DatabaseID, DatabaseName: "x", Bookmark: k.Bookmark, Key: key,
-		SQLBytes: int64(len(sql)), SQLSHA256: h, StoredBytes: int64(len(sql)), StoredSHA256: h, Compression: "none"}
-	mb, _ := json.Marshal(m)
-	ctx := context.Background()
-	if _, err := st.Put(ctx, key, strings.NewReader(sql), store.PutOptions{Size: int64(len(sql))}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Put(ctx, key+backup.ManifestSuffix, bytes.NewReader(mb), store.PutOptions{Size: int64(len(mb))}); err != nil {
-		t.Fatal(err)
-	}
+	putObject(t, st, key, "none", []byte(sql), int64(len(sql)), []byte(sql))
 }
 
 func TestImportLimitsReportedBeforeUpload(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	long := "INSERT INTO t VALUES('" + strings.Repeat("x", restore.MaxStatementBytes) + "');\n"
 	for _, tt := range []struct {
 		name, sql, want string
 	}{
-		{"long statement", "CREATE TABLE t (v);\n" + long, "statement 2 (INSERT, at byte 20) is 102425 bytes"},
-		{"transaction", "BEGIN TRANSACTION;\nCREATE TABLE t (v);\nCOMMIT;\n", "statement 1 is BEGIN"},
+		{"transaction", "BEGIN TRANSACTION;\nCREATE TABLE t (v);\nCOMMIT;\n", `statement 1 (at byte 0) is transaction control ("BEGIN TRANSACTION;")`},
+		{"savepoint", "CREATE TABLE t (v);\n/* c */ SAVEPOINT x;\nINSERT INTO t VALUES(1);\nRELEASE x;\n", `statement 2 (at byte 20) is transaction control ("/* c */ SAVEPOINT x;")`},
 	} {
-		key := backupKey(strings.ReplaceAll(tt.name, " ", "-"))
+		key := testKey(tt.name, "none")
 		putBackup(t, w.store, key, tt.sql)
 		w.emu.ResetRequests()
 		_, err := restore.ToD1(context.Background(), w.api, restore.Source{Store: w.store, Key: key}, restore.Target{Create: "t"}, w.opts())

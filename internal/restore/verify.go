@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -23,6 +24,9 @@ type Report struct {
 	SQLBytes     int64  `json:"sql_bytes"`
 	SQLSHA256    string `json:"sql_sha256,omitempty"`
 	Statements   int64  `json:"statements"`
+	// SplitRows counts the rows whose INSERT is over D1's statement limit;
+	// restoring into D1 rewrites each into an INSERT and UPDATEs under it.
+	SplitRows int64 `json:"split_rows"`
 	// Tables are the restored tables with their row counts, by name.
 	Tables []TableCount `json:"tables"`
 	// SchemaSHA256 is Inspect's schema hash of the restored database.
@@ -31,7 +35,8 @@ type Report struct {
 	// failed hash check, since nothing after it could be trusted.
 	Checks []Check `json:"checks"`
 	// Warnings do not fail verification: what would make D1 refuse to
-	// import the dump (restore it into SQLite instead).
+	// import the dump (restore it into SQLite instead): its size,
+	// transaction statements, rows over D1's limit that cannot be split.
 	Warnings []string `json:"warnings,omitempty"`
 	OK       bool     `json:"ok"`
 }
@@ -112,13 +117,18 @@ func Verify(ctx context.Context, src Source, opts Options) (*Report, error) {
 		rep.Checks = append(rep.Checks, Check{Name: name, Detail: detail})
 		problems = append(problems, name+": "+detail)
 	}
-	if _, err := load(ctx, db, d.Path); err != nil {
+	// Rows over D1's statement limit are rewritten as a D1 restore would
+	// (and checked to read back identical), to count them.
+	st, err := load(ctx, db, d.Path, scratchBytes(d.Size), io.Discard)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("restore: verify: %w", ctx.Err())
 		}
 		fail(CheckLoad, err.Error())
 		return rep, &VerificationError{Key: dumpKey, Problems: problems}
 	}
+	rep.SplitRows = st.SplitRows
+	rep.Warnings = append(rep.Warnings, st.Unsplit...)
 	rep.Checks = append(rep.Checks, Check{Name: CheckLoad, OK: true, Detail: fmt.Sprintf("%d statements", d.Statements)})
 	integ, fk, err := integrity(ctx, db)
 	if err != nil {

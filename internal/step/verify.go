@@ -26,6 +26,9 @@ type VerifyResult struct {
 	Reason       string           `json:"reason,omitempty"`
 	Tables       map[string]int64 `json:"tables,omitempty"`
 	SchemaSHA256 string           `json:"schema_sha256,omitempty"`
+	// SplitRows counts rows over D1's 100 KB statement limit, which a
+	// restore into D1 splits.
+	SplitRows int64 `json:"split_rows,omitempty"`
 }
 
 // Verify proves a stored backup restores (hashes, load into a scratch
@@ -71,6 +74,6 @@ func (h *Handlers) Verify(ctx context.Context, in Result) (Result, error) {
 	if failed != nil {
 		return Result{}, failed
 	}
-	in.Verification = &VerifyResult{Status: "verified", Tables: v.Tables, SchemaSHA256: v.SchemaHash}
+	in.Verification = &VerifyResult{Status: "verified", Tables: v.Tables, SchemaSHA256: v.SchemaHash, SplitRows: rep.SplitRows}
 	return in, nil
 }
