@@ -14,6 +14,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // driver "sqlite"
+
+	"github.com/d1backup/d1backup/internal/sqlitedb"
 )
 
 // Database describes an emulated database.
@@ -125,18 +127,7 @@ func (s *Server) newDatabase(name string, opts []DatabaseOption) (*database, err
 	}, nil
 }
 
-func openSQLite(path string) (*sql.DB, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)")
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxOpenConns(1)
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
-}
+func openSQLite(path string) (*sql.DB, error) { return sqlitedb.Open(path, "foreign_keys(1)") }
 
 // serve opens d's SQLite file (after setup, when given) and registers d;
 // on failure the file is removed.

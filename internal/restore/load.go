@@ -5,11 +5,11 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"path/filepath"
 
 	_ "modernc.org/sqlite" // driver "sqlite"
+
+	"github.com/d1backup/d1backup/internal/sqlitedb"
 )
 
 // loadStats describes a dump loaded into SQLite.
@@ -48,25 +48,11 @@ func excerpt(text []byte) string {
 }
 
 func openSQLite(path string) (*sql.DB, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
 	// Foreign keys stay off while loading, as the sqlite3 shell's .read of
 	// a dump does; foreign_key_check reports violations afterwards.
 	// Defensive mode keeps statements from writing the schema or shadow
 	// tables directly.
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: "_defensive=1&_pragma=foreign_keys(0)&_pragma=busy_timeout(5000)"}
-	db, err := sql.Open("sqlite", u.String())
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxOpenConns(1)
-	if err := db.Ping(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
+	return sqlitedb.Open(path, "_defensive=1", "foreign_keys(0)")
 }
 
 // loader runs a dump's statements one by one under the policy.
