@@ -265,6 +265,7 @@ func (d *dumper) run() error {
 			return err
 		}
 	}
+	d.report()
 	return nil
 }
 
