@@ -326,7 +326,9 @@ func (t tamper) Raw(ctx context.Context, id, sql string) ([]d1.Rows, error) {
 }
 
 func TestHostileAnswers(t *testing.T) {
-	isSchema := func(sql string) bool { return strings.HasPrefix(sql, "SELECT type, name, tbl_name, sql FROM sqlite_schema") }
+	isSchema := func(sql string) bool {
+		return strings.HasPrefix(sql, "SELECT type, name, tbl_name, sql FROM sqlite_schema")
+	}
 	isPage := func(sql string) bool { return strings.Contains(sql, "ORDER BY") && strings.Contains(sql, `FROM "v"`) }
 	for _, tt := range []struct {
 		name string
