@@ -24,7 +24,8 @@ func newBackupCmd(e env) *cobra.Command {
 	asJSON := cmd.Flags().Bool("json", false, "print the result as JSON on stdout")
 	verbose := cmd.Flags().Bool("verbose", false, "log every step")
 	config.BindFlags(cmd.Flags(), config.SettingCompression, config.SettingAgeRecipients, config.SettingPollInterval,
-		config.SettingExportTimeout, config.SettingMaxRestarts, config.SettingPartSize, config.SettingPartConcurrency)
+		config.SettingExportTimeout, config.SettingMaxRestarts, config.SettingPartSize, config.SettingPartConcurrency,
+		config.SettingMethod, config.SettingAllowCrossJuris)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if *database == "" {
 			return usageError{"--database is required (a database UUID or name)"}
@@ -46,12 +47,17 @@ func newBackupCmd(e env) *cobra.Command {
 		log := newLogger(e, *verbose)
 		prog := newProgress(e, log)
 		bc := cfg.Backup(version())
-		bc.Logger, bc.Progress = log, prog.update
+		bc.Logger, bc.Progress, bc.Query.Progress = log, prog.update, prog.query
+		bc.DestJurisdiction = cfg.Residency(*d)
 		runner, err := backup.NewRunner(api, st, bc)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "d1backup: exporting %s to %s; D1 answers no queries to the database while the export runs\n", *database, st)
+		if bc.Method == backup.MethodQuery {
+			fmt.Fprintf(e.stderr, "d1backup: reading %s into %s through D1's query API; this blocks nobody\n", *database, st)
+		} else {
+			fmt.Fprintf(e.stderr, "d1backup: exporting %s to %s; D1 answers no queries to the database while the export runs\n", *database, st)
+		}
 		sum, err := runner.Run(cmd.Context(), target(*database))
 		prog.done()
 		if err != nil {
@@ -69,6 +75,7 @@ func newBackupCmd(e env) *cobra.Command {
 		fmt.Fprintf(e.stdout, "%s %s (%s) at bookmark %s: %s\n  SQL %s, sha256 %s\n  stored %s (%s), sha256 %s\n",
 			verb, sum.DatabaseName, sum.DatabaseID, sum.Bookmark, joinKey(st.String(), sum.Key),
 			bytesHuman(sum.SQLBytes), sum.SQLSHA256, bytesHuman(sum.StoredBytes), sum.Compression, sum.StoredSHA256)
+		printQueryLines(e, sum)
 		return nil
 	}
 	return cmd
