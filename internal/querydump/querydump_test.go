@@ -45,7 +45,7 @@ CREATE VIEW upper_seq AS SELECT g FROM seq;
 CREATE TRIGGER seq_log AFTER INSERT ON seq BEGIN INSERT INTO empty VALUES (CASE WHEN new.n = 'x' THEN 1 ELSE 2 END); END;
 `
 
-func client(t *testing.T, emu *d1emutest.Emulator) *d1.Client {
+func client(t testing.TB, emu *d1emutest.Emulator) *d1.Client {
 	t.Helper()
 	cfg := d1.NewConfig(emu.AccountID(), emu.Token(), emu.BaseURL)
 	cfg.HTTPClient, cfg.MaxRetries = emu.HTTP.Client(), 0
