@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/d1backup/d1backup/internal/clock"
 	"github.com/d1backup/d1backup/internal/d1"
 )
 
@@ -142,44 +143,20 @@ func Write(ctx context.Context, api API, databaseID string, w io.Writer, opts Op
 		return Stats{}, err
 	}
 	if opts.Sleep == nil {
-		opts.Sleep = sleep
+		opts.Sleep = clock.Sleep
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cw := &countWriter{w: w}
-	d := &dumper{ctx: ctx, api: api, id: databaseID, opts: opts, log: log, count: cw, out: bufio.NewWriterSize(cw, 256<<10)}
+	d := &dumper{ctx: ctx, api: api, id: databaseID, opts: opts, log: log, out: bufio.NewWriterSize(w, 256<<10)}
 	if err := d.run(); err != nil {
 		return d.stats, err
 	}
 	if err := d.out.Flush(); err != nil {
 		return d.stats, fmt.Errorf("querydump: write: %w", err)
 	}
-	d.stats.Bytes = cw.n
 	return d.stats, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 type dumper struct {
@@ -189,7 +166,6 @@ type dumper struct {
 	opts  Options
 	log   *slog.Logger
 	out   *bufio.Writer
-	count *countWriter
 	stats Stats
 	prog  Progress
 }
@@ -273,6 +249,7 @@ func (d *dumper) write(s string) error {
 	if _, err := d.out.WriteString(s); err != nil {
 		return fmt.Errorf("querydump: write: %w", err)
 	}
+	d.stats.Bytes += int64(len(s))
 	return nil
 }
 

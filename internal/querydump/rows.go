@@ -257,7 +257,7 @@ func (d *dumper) finishTable(t *table) {
 
 func (d *dumper) report() {
 	d.prog.Rows = d.stats.Rows
-	d.prog.Bytes = d.count.n + int64(d.out.Buffered())
+	d.prog.Bytes = d.stats.Bytes
 	if d.opts.Progress != nil {
 		d.opts.Progress(d.prog)
 	}
