@@ -177,12 +177,12 @@ func js(v any) string {
 func TestFunctions(t *testing.T) {
 	st := synth(t, nil)
 	fns := st.ofType("AWS::Lambda::Function")
-	if len(fns) != 6 {
-		t.Fatalf("%d functions, want 6", len(fns))
+	if len(fns) != 7 {
+		t.Fatalf("%d functions, want 7", len(fns))
 	}
 	want := map[string]struct{ memory, timeout float64 }{
 		"Discover": {256, 60}, "StartExport": {256, 60}, "PollExport": {256, 60}, "StoreDump": {1024, 900},
-		"VerifyBackup": {2048, 900}, "PruneBackups": {256, 300},
+		"QueryDump": {1024, 900}, "VerifyBackup": {2048, 900}, "PruneBackups": {256, 300},
 	}
 	for prefix, w := range want {
 		p := fns[st.logicalID(t, "AWS::Lambda::Function", prefix)].Properties
