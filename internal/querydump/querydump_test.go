@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -415,5 +416,39 @@ func TestHostileAnswers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWideTable: D1's widest table (100 columns) within its limits on
+// result columns, statement size and expression depth, row by row and
+// column by column.
+func TestWideTable(t *testing.T) {
+	var cols, vals []string
+	for i := range 100 {
+		cols = append(cols, fmt.Sprintf(`"column number %d with a long name"`, i))
+		vals = append(vals, fmt.Sprintf("'value %d'", i))
+	}
+	seed := "CREATE TABLE wide (" + strings.Join(cols, ", ") + ");\n" +
+		"INSERT INTO wide VALUES (" + strings.Join(vals, ", ") + "), (" + strings.Join(vals, ", ") + ");"
+	for _, rowBytes := range []int{querydump.DefaultRowBytes, 1} {
+		emu := d1emutest.Start(t, d1emu.Options{})
+		db := emu.MustCreate(t, "wide", seed)
+		opts := querydump.DefaultOptions()
+		opts.RowBytes = rowBytes
+		dump, _ := write(t, client(t, emu), db.UUID, opts)
+		same(t, "wide", contents(t, load(t, dump)), contents(t, source(t, emu, db.UUID)))
+	}
+}
+
+// TestLargeRows: values near D1's 2 MB limit, whose literals no single
+// answer value can hold, come back exact (read in chunks).
+func TestLargeRows(t *testing.T) {
+	emu := d1emutest.Start(t, d1emu.Options{})
+	db := emu.MustCreate(t, "large", `CREATE TABLE big (id INTEGER PRIMARY KEY, v);
+INSERT INTO big (v) VALUES (randomblob(1900000)), (replace(hex(randomblob(600000)), 'A', 'é')), ('small');`)
+	dump, st := write(t, client(t, emu), db.UUID, querydump.DefaultOptions())
+	same(t, "large", contents(t, load(t, dump)), contents(t, source(t, emu, db.UUID)))
+	if st.Rows != 3 {
+		t.Errorf("%d rows, want 3", st.Rows)
 	}
 }

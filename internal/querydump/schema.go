@@ -266,10 +266,11 @@ func text4(a, b, c, d any) (string, string, string, string, bool) {
 	return out[0], out[1], out[2], out[3], true
 }
 
-// smallInt reads a small integer that crossed as a JSON number.
+// smallInt reads a non-negative integer no larger than D1's largest value
+// (a size, an offset, a column number) that crossed as a JSON number.
 func smallInt(v any) (int, bool) {
 	f, ok := v.(float64)
-	if !ok || f != float64(int(f)) || f < 0 || f > 1<<20 {
+	if !ok || f != float64(int(f)) || f < 0 || f > maxValueBytes {
 		return 0, false
 	}
 	return int(f), true

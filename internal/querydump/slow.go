@@ -50,7 +50,7 @@ func (d *dumper) slowRow(t *table, keys []string) error {
 			vals[i] = lit
 		case "text", "blob":
 			size, ok := smallInt(row[2])
-			if !ok || size > maxValueBytes {
+			if !ok {
 				return d.bad("table %s: column %d: a %s of unexpected size %v", t.name, i, typ, row[2])
 			}
 			for off := 1; off <= size; off += d.opts.ChunkBytes {
