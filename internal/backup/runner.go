@@ -222,8 +222,9 @@ func (r *Runner) apply(e *Export, st d1.ExportStatus) {
 }
 
 // Run backs up one database start to finish: preflight the destination,
-// start, poll until complete, store (or read through the query API). Retryable failures are retried and a stopped export is restarted,
-// both a bounded number of times.
+// start, poll until complete, store (or read through the query API).
+// Retryable failures are retried and a stopped export is restarted, both a
+// bounded number of times.
 func (r *Runner) Run(ctx context.Context, target Target) (Summary, error) {
 	// The export blocks the database: prove the destination works first.
 	if err := Preflight(ctx, r.store); err != nil {
