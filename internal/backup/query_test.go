@@ -1,6 +1,7 @@
 package backup_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/d1"
@@ -397,5 +400,41 @@ func TestResidency(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestQueryEncrypted: a query backup is compressed and encrypted like an
+// export: the writer holds only the recipient, the identity restores it.
+func TestQueryEncrypted(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := searchEnv(t, d1emu.Options{})
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := queryRunner(t, e, st, func(c *backup.Config) {
+		c.Method, c.Compression, c.Recipients = backup.MethodQuery, "zstd", []string{id.Recipient().String()}
+	})
+	sum, err := r.Run(context.Background(), backup.Target{DatabaseName: "search"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Encrypted || !strings.HasSuffix(sum.Key, ".sql.zst.age") || bytes.Contains(get(t, st, sum.Key), []byte("Nightly")) {
+		t.Errorf("summary %+v: want an encrypted zstd backup whose bytes hide the text", sum)
+	}
+	path := filepath.Join(t.TempDir(), "r.sqlite")
+	src := restore.Source{Store: st, Key: sum.Key}
+	if _, err := restore.ToSQLite(context.Background(), src, path, false, restore.Options{}); err == nil {
+		t.Error("restored without the identity")
+	}
+	if _, err := restore.ToSQLite(context.Background(), src, path, false, restore.Options{Identities: []age.Identity{id}}); err != nil {
+		t.Fatal(err)
+	}
+	var title string
+	if err := openDB(t, path).QueryRow(`SELECT title FROM articles_fts WHERE articles_fts MATCH 'nightly'`).Scan(&title); err != nil || title != "Nightly backups" {
+		t.Errorf("restored MATCH = %q (%v)", title, err)
 	}
 }
