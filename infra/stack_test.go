@@ -177,12 +177,12 @@ func js(v any) string {
 func TestFunctions(t *testing.T) {
 	st := synth(t, nil)
 	fns := st.ofType("AWS::Lambda::Function")
-	if len(fns) != 6 {
-		t.Fatalf("%d functions, want 6", len(fns))
+	if len(fns) != 7 {
+		t.Fatalf("%d functions, want 7", len(fns))
 	}
 	want := map[string]struct{ memory, timeout float64 }{
 		"Discover": {256, 60}, "StartExport": {256, 60}, "PollExport": {256, 60}, "StoreDump": {1024, 900},
-		"VerifyBackup": {2048, 900}, "PruneBackups": {256, 300},
+		"QueryDump": {1024, 900}, "VerifyBackup": {2048, 900}, "PruneBackups": {256, 300},
 	}
 	for prefix, w := range want {
 		p := fns[st.logicalID(t, "AWS::Lambda::Function", prefix)].Properties
@@ -417,13 +417,13 @@ func TestSecretReadOnlyByFunctions(t *testing.T) {
 		}
 	}
 	var want []string
-	for _, fn := range []string{"Discover", "StartExport", "PollExport", "StoreDump", "Verify", "Prune"} {
+	for _, fn := range []string{"Discover", "StartExport", "PollExport", "StoreDump", "QueryDump", "Verify", "Prune"} {
 		want = append(want, st.roleOf(t, "AWS::Lambda::Function", fn))
 	}
 	sort.Strings(readers)
 	sort.Strings(want)
 	if !slices.Equal(readers, want) {
-		t.Errorf("roles that read the secret %v, want the six function roles %v", readers, want)
+		t.Errorf("roles that read the secret %v, want the seven function roles %v", readers, want)
 	}
 }
 
@@ -450,8 +450,8 @@ func TestImportedSecret(t *testing.T) {
 				}
 			}
 		}
-		if n != 6 {
-			t.Errorf("%s: %d GetSecretValue grants, want 6", arn, n)
+		if n != 7 {
+			t.Errorf("%s: %d GetSecretValue grants, want 7", arn, n)
 		}
 		if st.Outputs["CredentialsSecretArn"].(map[string]any)["Value"] != arn {
 			t.Errorf("output %v, want %s", st.Outputs["CredentialsSecretArn"], arn)
@@ -508,13 +508,13 @@ func TestStateMachinePermissions(t *testing.T) {
 	}
 	dbRole := st.roleOf(t, "AWS::StepFunctions::StateMachine", "BackupDatabase")
 	got := invoked(dbRole)
-	for _, fn := range []string{"StartExport", "PollExport", "StoreDump", "Verify", "Prune"} {
+	for _, fn := range []string{"StartExport", "PollExport", "StoreDump", "QueryDump", "Verify", "Prune"} {
 		if !slices.ContainsFunc(got, func(g string) bool { return strings.Contains(g, fnArn(fn)) }) {
 			t.Errorf("database state machine may not invoke %s", fn)
 		}
 	}
-	if len(got) != 5 || strings.Contains(strings.Join(got, " "), fnArn("Discover")) {
-		t.Errorf("database state machine invokes %v, want exactly its 5 functions", got)
+	if len(got) != 6 || strings.Contains(strings.Join(got, " "), fnArn("Discover")) {
+		t.Errorf("database state machine invokes %v, want exactly its 6 functions", got)
 	}
 
 	runRole := st.roleOf(t, "AWS::StepFunctions::StateMachine", "BackupRun")

@@ -56,7 +56,8 @@ func newBackupCmd(e env) *cobra.Command {
 	verbose := f.Bool("verbose", false, "log every step of the pipeline")
 	config.BindFlags(f, config.SettingInclude, config.SettingExclude, config.SettingConcurrency,
 		config.SettingCompression, config.SettingAgeRecipients, config.SettingPollInterval,
-		config.SettingExportTimeout, config.SettingMaxRestarts, config.SettingPartSize, config.SettingPartConcurrency)
+		config.SettingExportTimeout, config.SettingMaxRestarts, config.SettingPartSize, config.SettingPartConcurrency,
+		config.SettingMethod, config.SettingAllowCrossJuris)
 	cmd.RegisterFlagCompletionFunc(config.SettingCompression, cobra.FixedCompletions(codec.Names(), cobra.ShellCompDirectiveNoFileComp)) //nolint:errcheck
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := loadConfig(cmd, e)
@@ -115,6 +116,8 @@ type backupRun struct {
 	}
 	st      store.Store
 	verbose bool
+	// dest is the destination as given, for its jurisdiction.
+	dest string
 }
 
 func newBackupRun(cmd *cobra.Command, e env, cfg config.Config, destination string, verbose bool) (*backupRun, error) {
@@ -130,13 +133,14 @@ func newBackupRun(cmd *cobra.Command, e env, cfg config.Config, destination stri
 		return nil, err
 	}
 	cfg.BoundMemory(e.getenv)
-	return &backupRun{e: e, cfg: cfg, api: api, st: st, verbose: verbose}, nil
+	return &backupRun{e: e, cfg: cfg, api: api, st: st, verbose: verbose, dest: destination}, nil
 }
 
 // runner is a Runner whose progress goes to p.
 func (b *backupRun) runner(p *progress, log io.Writer) (*backup.Runner, error) {
 	bc := b.cfg.Backup(version())
-	bc.Logger, bc.Progress, bc.OnExport = newLogger(log, b.verbose), p.onBytes, p.onExport
+	bc.Logger, bc.Progress, bc.OnExport, bc.Query.Progress = newLogger(log, b.verbose), p.onBytes, p.onExport, p.onQuery
+	bc.DestJurisdiction = b.cfg.Residency(b.dest)
 	return backup.NewRunner(b.api, b.st, bc)
 }
 
@@ -162,6 +166,7 @@ func (b *backupRun) one(ctx context.Context, ref string, asJSON bool) error {
 		fmt.Fprintf(b.e.stdout, "  key     %s\n  sql     sha256 %s\n  stored  sha256 %s\n",
 			clean(joinKey(b.st.String(), sum.Key)), sum.SQLSHA256, sum.StoredSHA256)
 	}
+	printQueryLines(b.e.stdout, sum)
 	return nil
 }
 

@@ -245,7 +245,7 @@ func TestFailures(t *testing.T) {
 		{"unknown database", []string{"backup", "--database", "nope"}, nil, nil, 1, `database "nope" not found`},
 		{"bad token", []string{"backup", "--database", "notes"}, []string{"CLOUDFLARE_API_TOKEN=wrong"}, nil, 1, "rejected the API token"},
 		{"no account", []string{"backup", "--database", "notes"}, []string{"CLOUDFLARE_ACCOUNT_ID="}, nil, 1, "CLOUDFLARE_ACCOUNT_ID is not set"},
-		{"export error", []string{"backup", "--database", "notes"}, nil, &d1emu.Fault{Endpoint: "any", Kind: d1emu.FaultExportError}, 1, "virtual tables"},
+		{"export error", []string{"backup", "--database", "notes", "--method", "export"}, nil, &d1emu.Fault{Endpoint: "any", Kind: d1emu.FaultExportError}, 1, "virtual tables"},
 		{"truncated download", []string{"backup", "--database", "notes"}, nil, &d1emu.Fault{Endpoint: "download", Kind: d1emu.FaultTruncate, Times: 100}, 1, "dump truncated"},
 		{"bad destination", []string{"backup", "--database", "notes", "--dest", "ftp://x"}, nil, nil, 2, `unknown scheme "ftp"; use <folder> or r2://<bucket>/<prefix>`},
 		{"bad flag value", []string{"backup", "--database", "notes", "--max-restarts", "9"}, nil, nil, 2, `invalid argument "9" for "--max-restarts" flag: must be a whole number from 0 to 5`},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/d1backup/d1backup/internal/backup"
+	"github.com/d1backup/d1backup/internal/querydump"
 )
 
 // Rates are measured over the last rateWindow of the transfer and shown
@@ -29,6 +30,7 @@ const (
 	phaseStarting phase = iota
 	phaseExporting
 	phaseStoring
+	phaseQuerying
 )
 
 // progress tells a person what one database's backup is doing: the export
@@ -55,6 +57,7 @@ type progress struct {
 	done       int64
 	total      int64
 	rate       rateMeter
+	query      querydump.Progress
 	drawn      bool
 	stop, gone chan struct{}
 }
@@ -116,6 +119,8 @@ func (p *progress) onExport(x backup.Export) {
 		p.name = clean(x.DatabaseName)
 	}
 	switch {
+	case x.Status == backup.StatusQuery:
+		// Read through the query API: onQuery says so when it begins.
 	case p.phase == phaseStarting || x.Restarts != p.exp.Restarts:
 		what := "exporting"
 		if x.Restarts > 0 {
@@ -159,6 +164,8 @@ func (p *progress) tick() {
 			p.name, elapsed(now.Sub(p.since)), count(p.exp.Polls, "poll", "polls"))
 	case phaseStoring:
 		p.line(now, "%s: storing the dump: %s", p.name, p.transfer(now))
+	case phaseQuerying:
+		p.line(now, "%s: reading through the query API: %s", p.name, p.queryLine())
 	}
 }
 
@@ -206,6 +213,8 @@ func (p *progress) redraw(now time.Time) {
 			p.name, elapsed(now.Sub(p.since)), count(p.exp.Polls, "poll", "polls"))
 	case phaseStoring:
 		s = fmt.Sprintf("  storing %s: %s", p.name, p.transfer(now))
+	case phaseQuerying:
+		s = fmt.Sprintf("  reading %s: %s", p.name, p.queryLine())
 	default:
 		return
 	}

@@ -341,16 +341,17 @@ func TestRunRecovers(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		faults []d1emu.Fault
+		method string
 		want   any
 	}{
-		{"truncated once", []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultTruncate}}, nil},
-		{"expired URL", []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired}}, nil},
-		{"not exporting", []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultNotExporting}}, nil},
-		{"busy then free", []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultBusy, Times: 2}}, nil},
-		{"rate limited", []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultRateLimit, RetryAfter: 600}}, nil},
-		{"expired forever", []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired, Times: 10}}, new(*backup.TooManyRestartsError)},
-		{"export error", []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultExportError}}, new(*d1.ExportFailedError)},
-		{"bad token", []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultBadToken}}, new(*d1.AuthError)},
+		{"truncated once", []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultTruncate}}, "", nil},
+		{"expired URL", []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired}}, "", nil},
+		{"not exporting", []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultNotExporting}}, "", nil},
+		{"busy then free", []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultBusy, Times: 2}}, "", nil},
+		{"rate limited", []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultRateLimit, RetryAfter: 600}}, "", nil},
+		{"expired forever", []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired, Times: 10}}, "", new(*backup.TooManyRestartsError)},
+		{"export error", []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultExportError}}, backup.MethodExport, new(*d1.ExportFailedError)},
+		{"bad token", []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultBadToken}}, "", new(*d1.AuthError)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, d1emu.Options{ExportPolls: 1})
@@ -361,7 +362,16 @@ func TestRunRecovers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum, err := runner(t, e.api, st, "gzip").Run(context.Background(), backup.Target{DatabaseName: "shop"})
+			cfg := testConfig("gzip")
+			cfg.PollInterval = time.Millisecond
+			if tt.method != "" {
+				cfg.Method = tt.method
+			}
+			r, err := backup.NewRunner(e.api, st, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum, err := r.Run(context.Background(), backup.Target{DatabaseName: "shop"})
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("Run: %v", err)

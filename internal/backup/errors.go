@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/d1backup/d1backup/internal/d1"
+	"github.com/d1backup/d1backup/internal/querydump"
 )
 
 // ExportTimeoutError: the export was still running at its deadline.
@@ -131,7 +132,8 @@ var classes = []Class{
 	NewClass[*d1.ExportBusyError](Retryable), NewClass[*d1.DownloadError](Retryable),
 	NewClass[*d1.ExportNotRunningError](Restart), NewClass[*d1.DownloadExpiredError](Restart),
 	NewClass[*d1.AuthError](Permanent), NewClass[*d1.NotFoundError](Permanent), NewClass[*d1.ExportFailedError](Permanent),
-	NewClass[*d1.RequestError](Permanent),
+	NewClass[*d1.RequestError](Permanent), NewClass[*d1.QueryError](Permanent), NewClass[*d1.BadAnswerError](Permanent),
+	NewClass[*querydump.UnsupportedError](Permanent), NewClass[*ResidencyError](Permanent),
 	NewClass[*ExportTimeoutError](Permanent), NewClass[*TooManyRestartsError](Permanent), NewClass[*ConfigError](Permanent),
 	NewClass[*ConflictError](Permanent), NewClass[*IntegrityError](Permanent),
 	NewClass[*StoreUnavailableError](Retryable), NewClass[*StoreFailedError](Permanent),

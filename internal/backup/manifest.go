@@ -51,6 +51,13 @@ type Manifest struct {
 	// Verification is the result of loading the dump into a scratch
 	// database, when the backup was verified.
 	Verification *Verification `json:"verification,omitempty"`
+	// Method is how the dump was read: MethodExport (absent from manifests
+	// written before there was a choice) or MethodQuery, when Query says
+	// how the read went.
+	Method string     `json:"method,omitempty"`
+	Query  *QueryRead `json:"query,omitempty"`
+	// Warnings are what the backup could not hold, one line each.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Encryption says how a dump was encrypted: with age, to the X25519
@@ -80,6 +87,7 @@ func (m *Manifest) Summary(alreadyExisted bool) Summary {
 		SQLBytes: m.SQLBytes, SQLSHA256: m.SQLSHA256,
 		StoredBytes: m.StoredBytes, StoredSHA256: m.StoredSHA256,
 		Compression: m.Compression, Encrypted: m.Encryption != nil, AlreadyExisted: alreadyExisted,
+		Method: m.Method, Warnings: m.Warnings, Consistent: m.Query.consistent(),
 	}
 }
 

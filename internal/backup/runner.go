@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -12,6 +14,7 @@ import (
 	"github.com/d1backup/d1backup/internal/clock"
 	"github.com/d1backup/d1backup/internal/codec"
 	"github.com/d1backup/d1backup/internal/d1"
+	"github.com/d1backup/d1backup/internal/querydump"
 	"github.com/d1backup/d1backup/internal/store"
 )
 
@@ -21,6 +24,9 @@ type D1 interface {
 	StartExport(ctx context.Context, databaseID string) (d1.ExportStatus, error)
 	PollExport(ctx context.Context, databaseID, bookmark string) (d1.ExportStatus, error)
 	Download(ctx context.Context, signedURL string) (*d1.Download, error)
+	// Raw and Bookmark read a database through the query API (MethodQuery).
+	Raw(ctx context.Context, databaseID, sql string) ([]d1.Rows, error)
+	Bookmark(ctx context.Context, databaseID string) (string, error)
 }
 
 var _ D1 = (*d1.Client)(nil)
@@ -47,6 +53,17 @@ type Config struct {
 	MaxRetries int
 	// ToolVersion goes into manifests.
 	ToolVersion string
+	// Method is how databases are read: MethodExport, MethodQuery or
+	// MethodAuto (export, and the query API where D1 refuses to export).
+	Method string
+	// Query tunes reads through the query API (querydump.DefaultOptions).
+	Query querydump.Options
+	// DestJurisdiction is the R2 jurisdiction of the destination bucket
+	// ("default", "eu", "fedramp"), or "" for a folder. A database with a
+	// jurisdiction is refused for a bucket outside it unless
+	// AllowCrossJurisdiction.
+	DestJurisdiction       string
+	AllowCrossJurisdiction bool
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 	// Sleep waits between polls and retries; a context-aware time.Sleep if nil.
@@ -85,6 +102,10 @@ func NewRunner(api D1, st store.Store, cfg Config) (*Runner, error) {
 		return nil, &ConfigError{Msg: fmt.Sprintf("max restarts %d and max retries %d must not be negative", cfg.MaxRestarts, cfg.MaxRetries)}
 	case cfg.ToolVersion == "":
 		return nil, &ConfigError{Msg: "tool version is empty"}
+	case !slices.Contains(Methods(), cfg.Method):
+		return nil, &ConfigError{Msg: fmt.Sprintf("method %q: must be one of %s", cfg.Method, strings.Join(Methods(), ", "))}
+	case cfg.DestJurisdiction != "" && !slices.Contains(Jurisdictions(), cfg.DestJurisdiction):
+		return nil, &ConfigError{Msg: fmt.Sprintf("destination jurisdiction %q: must be one of %s", cfg.DestJurisdiction, strings.Join(Jurisdictions(), ", "))}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -118,6 +139,10 @@ func ParseRecipients(keys []string) ([]age.Recipient, error) {
 
 // Start starts an export. in is a Target (database_id and/or database_name)
 // or, when the workflow restarts an export that stopped, the previous Export.
+// A database whose data must stay in its jurisdiction is refused first when
+// the destination is outside it (ResidencyError). Under MethodQuery no
+// export is started: the status is StatusQuery at once; under MethodAuto
+// an export D1 refuses for virtual tables ends in StatusQuery too.
 func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
 	restarts := in.Restarts
 	if in.Bookmark != "" {
@@ -128,25 +153,14 @@ func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
 		}
 	}
 	id, name := in.DatabaseID, in.DatabaseName
-	if id == "" || name == "" {
-		ref := id
-		if ref == "" {
-			ref = name
-		}
-		if ref == "" {
-			return Export{}, &ConfigError{Msg: "no database given: set database_id or database_name"}
-		}
-		db, err := r.d1.Resolve(ctx, ref)
+	if id == "" || name == "" || r.residencyMatters() {
+		db, err := r.resolve(ctx, in)
 		if err != nil {
 			return Export{}, err
 		}
 		id, name = db.UUID, db.Name
 	}
 	now := r.cfg.Now().UTC()
-	st, err := r.d1.StartExport(ctx, id)
-	if err != nil {
-		return Export{}, err
-	}
 	out := Export{
 		DatabaseID:          id,
 		DatabaseName:        name,
@@ -154,6 +168,18 @@ func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
 		Deadline:            now.Add(r.cfg.ExportTimeout),
 		Restarts:            restarts,
 		PollIntervalSeconds: int((r.cfg.PollInterval + time.Second - 1) / time.Second),
+	}
+	if r.cfg.Method == MethodQuery {
+		out.Status = StatusQuery
+		r.log.Info("reading through the query API", "database", name, "database_id", id)
+		return out, nil
+	}
+	st, err := r.d1.StartExport(ctx, id)
+	if r.queryInstead(&out, err) {
+		return out, nil
+	}
+	if err != nil {
+		return Export{}, err
 	}
 	r.apply(&out, st)
 	r.notify(out)
@@ -170,11 +196,14 @@ func (r *Runner) Poll(ctx context.Context, in Export) (Export, error) {
 		return Export{}, &ExportTimeoutError{Database: label(in), Deadline: in.Deadline, Polls: in.Polls}
 	}
 	st, err := r.d1.PollExport(ctx, in.DatabaseID, in.Bookmark)
+	out := in
+	out.Polls++
+	if r.queryInstead(&out, err) {
+		return out, nil
+	}
 	if err != nil {
 		return Export{}, err
 	}
-	out := in
-	out.Polls++
 	r.apply(&out, st)
 	r.notify(out)
 	r.log.Debug("export polled", "database", in.DatabaseName, "bookmark", out.Bookmark, "status", out.Status, "polls", out.Polls)
@@ -191,6 +220,10 @@ func (r *Runner) apply(e *Export, st d1.ExportStatus) {
 	e.Bookmark = st.Bookmark
 	e.Status = st.Status
 	e.Error = st.Error
+	if st.Status == StatusError && r.toQuery(st.Error, nil) {
+		e.Status = StatusQuery
+		r.log.Warn("D1 cannot export this database; reading it through the query API", "database", e.DatabaseName, "cause", st.Error)
+	}
 	if st.Status == StatusComplete {
 		e.SignedURL = st.SignedURL
 		if e.CompletedAt == nil {
@@ -201,8 +234,9 @@ func (r *Runner) apply(e *Export, st d1.ExportStatus) {
 }
 
 // Run backs up one database start to finish: preflight the destination,
-// start, poll until complete, store. Retryable failures are retried and a stopped export is restarted,
-// both a bounded number of times.
+// start, poll until complete, store (or read through the query API).
+// Retryable failures are retried and a stopped export is restarted, both a
+// bounded number of times.
 func (r *Runner) Run(ctx context.Context, target Target) (Summary, error) {
 	// The export blocks the database: prove the destination works first.
 	if err := Preflight(ctx, r.store); err != nil {
@@ -225,7 +259,11 @@ func (r *Runner) Run(ctx context.Context, target Target) (Summary, error) {
 				return err
 			}
 			exp = next
-			sum, err = r.Store(ctx, exp)
+			if exp.Status == StatusQuery {
+				sum, err = r.Query(ctx, exp)
+			} else {
+				sum, err = r.Store(ctx, exp)
+			}
 			return err
 		}()
 		switch {

@@ -46,25 +46,41 @@ func (r *Runner) Store(ctx context.Context, exp Export) (Summary, error) {
 	m := &Manifest{
 		Format: ManifestFormat, Tool: "d1backup", ToolVersion: r.cfg.ToolVersion,
 		DatabaseID: exp.DatabaseID, DatabaseName: exp.DatabaseName, Bookmark: exp.Bookmark,
-		Key: key, ExportStartedAt: exp.StartedAt, Compression: r.cfg.Compression,
-	}
-	if len(r.recipients) > 0 {
-		m.Encryption = &Encryption{Type: "age", Recipients: r.cfg.Recipients}
+		Key: key, ExportStartedAt: exp.StartedAt, Compression: r.cfg.Compression, Method: MethodExport,
 	}
 	if exp.CompletedAt != nil {
 		m.ExportCompletedAt = *exp.CompletedAt
 		m.BlockedSeconds = exp.CompletedAt.Sub(exp.StartedAt).Seconds()
 	}
-
-	sql := stream.NewDigest()
+	var onSQL func(int64)
 	if r.cfg.Progress != nil {
-		sql.OnWrite = func(n int64) { r.cfg.Progress(n, dl.Size) }
+		onSQL = func(n int64) { r.cfg.Progress(n, dl.Size) }
 	}
-	src := &firstErr{r: io.TeeReader(dl.Body, sql)}
+	return r.Stream(ctx, m, dl.Body, dl.Size, onSQL)
+}
+
+// Stream stores the SQL dump read from dump as the backup m describes (m.Key
+// set; its encryption, sizes and hashes are filled in here): SHA-256 of the
+// SQL → compression → encryption → upload with SHA-256 of the stored bytes,
+// then the manifest beside it. sqlSize is the SQL's length if known (checked),
+// else -1; onSQL, if set, sees the SQL bytes so far. A read error from dump
+// aborts the upload (nothing under the key) and is returned as it is.
+// m is read only after dump has returned EOF, so its producer may complete
+// it until then.
+func (r *Runner) Stream(ctx context.Context, m *Manifest, dump io.Reader, sqlSize int64, onSQL func(n int64)) (Summary, error) {
+	key := m.Key
+	if len(r.recipients) > 0 {
+		m.Encryption = &Encryption{Type: "age", Recipients: r.cfg.Recipients}
+	}
+	sql := stream.NewDigest()
+	if onSQL != nil {
+		sql.OnWrite = onSQL
+	}
+	src := &firstErr{r: io.TeeReader(dump, sql)}
 	var (
 		stored           = sql
 		body   io.Reader = src
-		size             = dl.Size
+		size             = sqlSize
 		wait             = func() error { return src.err }
 	)
 	if r.codec.Name != codec.None || len(r.recipients) > 0 {
@@ -101,13 +117,13 @@ func (r *Runner) Store(ctx context.Context, exp Export) (Summary, error) {
 	}
 	m.SQLBytes, m.SQLSHA256 = sql.N(), sql.Sum()
 	m.StoredBytes, m.StoredSHA256 = stored.N(), stored.Sum()
-	if dl.Size >= 0 && sql.N() != dl.Size {
-		return Summary{}, &IntegrityError{Msg: fmt.Sprintf("dump of %s: stored %d bytes, D1 announced %d", exp.DatabaseName, sql.N(), dl.Size)}
+	if sqlSize >= 0 && sql.N() != sqlSize {
+		return Summary{}, &IntegrityError{Msg: fmt.Sprintf("dump of %s: stored %d bytes, D1 announced %d", m.DatabaseName, sql.N(), sqlSize)}
 	}
 	if err := r.writeManifest(ctx, m); err != nil {
 		return Summary{}, err
 	}
-	r.log.Info("backup stored", "database", exp.DatabaseName, "key", key, "sql_bytes", m.SQLBytes, "stored_bytes", m.StoredBytes, "sql_sha256", m.SQLSHA256)
+	r.log.Info("backup stored", "database", m.DatabaseName, "key", key, "method", m.Method, "sql_bytes", m.SQLBytes, "stored_bytes", m.StoredBytes, "sql_sha256", m.SQLSHA256)
 	return m.Summary(false), nil
 }
 

@@ -70,6 +70,13 @@ type Summary struct {
 	// AlreadyExisted is true when this export had been stored before (a
 	// rerun); nothing was written again.
 	AlreadyExisted bool `json:"already_existed"`
+	// Method is how the dump was read (export, query); Consistent is set
+	// for a read through the query API: false when the database kept
+	// changing while it was read. Warnings say what the backup could not
+	// hold.
+	Method     string   `json:"method,omitempty"`
+	Consistent *bool    `json:"consistent,omitempty"`
+	Warnings   []string `json:"warnings,omitempty"`
 }
 
 // StepError is an error as Step Functions records it in a Catch.

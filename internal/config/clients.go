@@ -8,6 +8,7 @@ import (
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/dest"
+	"github.com/d1backup/d1backup/internal/querydump"
 	"github.com/d1backup/d1backup/internal/store"
 )
 
@@ -30,17 +31,34 @@ func (c Config) D1Client(hc *http.Client) (*d1.Client, error) {
 	return d1.New(c.D1(hc))
 }
 
-// Backup returns the pipeline's configuration.
+// Backup returns the pipeline's configuration, for the default destination
+// (see Residency for another).
 func (c Config) Backup(toolVersion string) backup.Config {
 	return backup.Config{
-		Compression:   c.Compression,
-		Recipients:    c.Recipients,
-		PollInterval:  c.PollInterval,
-		ExportTimeout: c.ExportTimeout,
-		MaxRestarts:   c.MaxRestarts,
-		MaxRetries:    RunRetries,
-		ToolVersion:   toolVersion,
+		Compression:            c.Compression,
+		Recipients:             c.Recipients,
+		PollInterval:           c.PollInterval,
+		ExportTimeout:          c.ExportTimeout,
+		MaxRestarts:            c.MaxRestarts,
+		MaxRetries:             RunRetries,
+		ToolVersion:            toolVersion,
+		Method:                 c.Method,
+		Query:                  querydump.DefaultOptions(),
+		DestJurisdiction:       c.Residency(""),
+		AllowCrossJurisdiction: c.AllowCrossJurisdiction,
 	}
+}
+
+// Residency is the jurisdiction of destination d (DefaultDest when empty)
+// for the data residency check: the bucket's for a bucket, "" for a folder.
+func (c Config) Residency(d string) string {
+	if d == "" {
+		d = c.DefaultDest()
+	}
+	if l, err := dest.Parse(d); err != nil || l.Scheme == "" {
+		return ""
+	}
+	return c.BucketJurisdiction()
 }
 
 // Selection is which databases a run backs up.

@@ -3,8 +3,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
+	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/retention"
 )
 
@@ -23,6 +26,11 @@ type Config struct {
 	R2Bucket          string
 	R2Endpoint        string
 	Prefix            string
+	// R2Jurisdiction is the bucket's jurisdiction (default, eu, fedramp).
+	R2Jurisdiction string
+	// AllowCrossJurisdiction lets a database with a jurisdiction be backed
+	// up into a bucket outside it.
+	AllowCrossJurisdiction bool
 
 	// Backup.
 	Compression     string
@@ -32,6 +40,8 @@ type Config struct {
 	MaxRestarts     int
 	PartSize        int64
 	PartConcurrency int
+	// Method is how databases are read: export, query or auto.
+	Method string
 
 	// Selection: which databases a run (workflow or CLI --all) backs up,
 	// and how many at once.
@@ -72,7 +82,13 @@ func Defaults() Config {
 
 // Validate checks what no single setting can: combinations.
 func (c Config) Validate() error {
-	return c.Retention.Validate()
+	if err := c.Retention.Validate(); err != nil {
+		return err
+	}
+	if j := c.BucketJurisdiction(); c.R2Endpoint != "" && c.R2Jurisdiction != backup.JurisdictionDefault && j != c.R2Jurisdiction {
+		return fmt.Errorf("%s=%s, but %s %s is not an endpoint of that jurisdiction (no .%s. in its host)", EnvR2Jurisdiction, c.R2Jurisdiction, EnvR2Endpoint, c.R2Endpoint, c.R2Jurisdiction)
+	}
+	return nil
 }
 
 // RequireD1 checks the settings the D1 API needs.
@@ -102,7 +118,9 @@ func (c Config) RequireR2() error {
 	return nil
 }
 
-// Endpoint is the R2 S3 endpoint: R2_ENDPOINT, or the account's default.
+// Endpoint is the R2 S3 endpoint: R2_ENDPOINT, or the account's endpoint
+// in the bucket's jurisdiction
+// (https://<account>[.<jurisdiction>].r2.cloudflarestorage.com).
 func (c Config) Endpoint() string {
 	if c.R2Endpoint != "" {
 		return c.R2Endpoint
@@ -110,7 +128,34 @@ func (c Config) Endpoint() string {
 	if c.AccountID == "" {
 		return ""
 	}
+	if c.R2Jurisdiction != "" && c.R2Jurisdiction != backup.JurisdictionDefault {
+		return "https://" + c.AccountID + "." + c.R2Jurisdiction + ".r2.cloudflarestorage.com"
+	}
 	return "https://" + c.AccountID + ".r2.cloudflarestorage.com"
+}
+
+// BucketJurisdiction is the jurisdiction of the buckets the endpoint
+// reaches: with R2_ENDPOINT, read from its host (.eu. or .fedramp. in it;
+// any other host, a test server among them, is default); else
+// R2_JURISDICTION, which chose the endpoint.
+func (c Config) BucketJurisdiction() string {
+	if c.R2Endpoint == "" {
+		if c.R2Jurisdiction == "" {
+			return backup.JurisdictionDefault
+		}
+		return c.R2Jurisdiction
+	}
+	host := c.R2Endpoint
+	if u, err := url.Parse(c.R2Endpoint); err == nil && u.Host != "" {
+		host = u.Hostname()
+	}
+	host = "." + strings.ToLower(host) + "."
+	for _, j := range backup.Jurisdictions() {
+		if j != backup.JurisdictionDefault && strings.Contains(host, "."+j+".") {
+			return j
+		}
+	}
+	return backup.JurisdictionDefault
 }
 
 // Location is the time zone retention counts days in.

@@ -56,6 +56,16 @@ const (
 	// EnvStateMachineARN names the deployed run state machine for the CLI's
 	// run and executions commands.
 	EnvStateMachineARN = "D1BACKUP_STATE_MACHINE_ARN"
+
+	// EnvMethod: how databases are read, export, query or auto (default).
+	EnvMethod = "D1BACKUP_METHOD"
+
+	// EnvR2Jurisdiction is the R2 bucket's jurisdiction (default, eu,
+	// fedramp); it selects the endpoint when R2_ENDPOINT is not set.
+	EnvR2Jurisdiction = "R2_JURISDICTION"
+	// EnvAllowCrossJurisdiction lets databases with a jurisdiction be backed
+	// up into a bucket outside it.
+	EnvAllowCrossJurisdiction = "D1BACKUP_ALLOW_CROSS_JURISDICTION"
 )
 
 // DefaultAPIBaseURL is Cloudflare's API root.

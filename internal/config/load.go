@@ -140,6 +140,12 @@ func (s Setting) set(c *Config, text string, unit int64) error {
 			return err
 		}
 		*dst.(*[]string) = l
+	case Bool:
+		b, err := strconv.ParseBool(text)
+		if err != nil {
+			return fmt.Errorf("must be true or false")
+		}
+		*dst.(*bool) = b
 	case Zone:
 		loc, err := time.LoadLocation(text)
 		if err != nil || text == "" || text == "Local" {
@@ -173,6 +179,8 @@ func (s Setting) Text(c Config) string {
 		return BytesText(*v)
 	case *[]string:
 		return strings.Join(*v, ",")
+	case *bool:
+		return strconv.FormatBool(*v)
 	case **time.Location:
 		if *v == nil {
 			return "UTC"
@@ -271,6 +279,9 @@ func BindFlags(fs *pflag.FlagSet, names ...string) {
 		fs.Var(&flagValue{s: s}, s.Flag, s.flagHelp())
 		if f := fs.Lookup(s.Flag); f != nil {
 			f.DefValue = "" // the help already says the default
+			if s.Kind == Bool {
+				f.NoOptDefVal = "true" // --flag alone
+			}
 		}
 	}
 }
@@ -340,6 +351,8 @@ func (f *flagValue) Type() string {
 		return "size"
 	case Zone:
 		return "zone"
+	case Bool:
+		return "bool"
 	}
 	return "string"
 }

@@ -11,6 +11,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/codec"
 )
 
@@ -67,6 +68,8 @@ const (
 	List
 	// Zone is an IANA time zone name.
 	Zone
+	// Bool is true or false (1/0, t/f); a flag alone means true.
+	Bool
 )
 
 // Well-known setting names (Setting.Name), for callers that bind flags.
@@ -90,6 +93,9 @@ const (
 	SettingVerifyMax       = "verify-max"
 	SettingStateMachine    = "state-machine"
 	SettingStaleAfter      = "stale-after-hours"
+	SettingMethod          = "method"
+	SettingR2Jurisdiction  = "r2-jurisdiction"
+	SettingAllowCrossJuris = "allow-cross-jurisdiction"
 )
 
 const (
@@ -286,6 +292,30 @@ var table = []Setting{
 			return nil
 		},
 		Field: func(c *Config) any { return &c.StateMachineARN }},
+	{Name: SettingMethod, Env: EnvMethod, Context: "method", Flag: SettingMethod, Kind: String, Lambda: true,
+		Default: backup.MethodAuto,
+		Help:    "`method` of reading databases: export (D1's export; the database answers no queries while it runs), query (the query API, page by page; blocks nobody), auto (export, and the query API where D1 cannot export, e.g. FTS5 tables)",
+		Check:   oneOf(backup.Methods()),
+		Field:   func(c *Config) any { return &c.Method }},
+	{Name: SettingR2Jurisdiction, Env: EnvR2Jurisdiction, Context: "r2Jurisdiction", Kind: String, Lambda: true,
+		Default: backup.JurisdictionDefault,
+		Help:    "jurisdiction of the R2 bucket: default, eu or fedramp (the endpoint becomes https://<account>.<jurisdiction>.r2.cloudflarestorage.com)",
+		Check:   oneOf(backup.Jurisdictions()),
+		Field:   func(c *Config) any { return &c.R2Jurisdiction }},
+	{Name: SettingAllowCrossJuris, Env: EnvAllowCrossJurisdiction, Context: "allowCrossJurisdiction", Flag: SettingAllowCrossJuris, Kind: Bool, Lambda: true,
+		Default: "false",
+		Help:    "back up databases with a jurisdiction (eu, fedramp) into a bucket outside it",
+		Field:   func(c *Config) any { return &c.AllowCrossJurisdiction }},
+}
+
+// oneOf accepts exactly the values listed.
+func oneOf(values []string) func(v any) error {
+	return func(v any) error {
+		if !contains(values, v.(string)) {
+			return fmt.Errorf("must be one of %s", strings.Join(values, ", "))
+		}
+		return nil
+	}
 }
 
 func contains(l []string, s string) bool {

@@ -15,6 +15,10 @@ type Database struct {
 	UUID      string    `json:"uuid"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	// Jurisdiction is where D1 keeps the database's data: "eu", "fedramp",
+	// or "" when it is not restricted. Backups of a database with a
+	// jurisdiction may be held to a bucket in the same one.
+	Jurisdiction string `json:"jurisdiction,omitempty"`
 	// FileSize and NumTables are only filled by Get.
 	FileSize  int64 `json:"file_size,omitempty"`
 	NumTables int   `json:"num_tables,omitempty"`
@@ -43,7 +47,7 @@ func (c *Client) list(ctx context.Context, name string) ([]Database, error) {
 			return nil, c.classify(ctx, op, "", err)
 		}
 		for _, d := range res.Result {
-			all = append(all, Database{UUID: d.UUID, Name: d.Name, CreatedAt: d.CreatedAt})
+			all = append(all, Database{UUID: d.UUID, Name: d.Name, CreatedAt: d.CreatedAt, Jurisdiction: string(d.Jurisdiction)})
 		}
 		if len(res.Result) < listPageSize {
 			return all, nil
@@ -60,7 +64,7 @@ func (c *Client) Get(ctx context.Context, databaseID string) (Database, error) {
 		return Database{}, c.classify(ctx, "get database", databaseID, err)
 	}
 	return Database{
-		UUID: res.UUID, Name: res.Name, CreatedAt: res.CreatedAt,
+		UUID: res.UUID, Name: res.Name, CreatedAt: res.CreatedAt, Jurisdiction: string(res.Jurisdiction),
 		FileSize: int64(res.FileSize), NumTables: int(res.NumTables),
 	}, nil
 }

@@ -3,7 +3,6 @@ package d1
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -90,8 +89,8 @@ type ExportFailedError struct {
 
 func (e *ExportFailedError) Error() string {
 	hint := ""
-	if strings.Contains(strings.ToLower(e.Message), "virtual table") {
-		hint = "; D1 cannot export databases with virtual tables (e.g. FTS5): drop them or back up with a table filter"
+	if IsVirtualTableRefusal(e.Message) {
+		hint = "; D1 cannot export databases with virtual tables (e.g. FTS5): back them up through the query API instead (--method query or auto, D1BACKUP_METHOD)"
 	}
 	return fmt.Sprintf("d1: export of database %s failed: %s%s", e.Database, e.Message, hint)
 }

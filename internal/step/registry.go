@@ -87,6 +87,13 @@ var Registry = []Def{
 		Timeout:     900 * time.Second, MemoryMiB: storeMemory,
 		Options: Options{Store: true, BoundMemory: true},
 		Handler: func(h *Handlers) any { return h.StoreDump }},
+	{State: "QueryDump", Machine: MachineDatabase,
+		Description: "d1backup: read a D1 database through the query API into R2 (what D1 cannot export)",
+		Timeout:     900 * time.Second, MemoryMiB: storeMemory,
+		// No memory bound: answer pages (up to 8 MiB of JSON) come on top
+		// of the upload's parts, and storeMemory leaves room for both.
+		Options: Options{Store: true},
+		Handler: func(h *Handlers) any { return h.QueryDump }},
 	{State: "VerifyBackup", Machine: MachineDatabase,
 		Description: "d1backup: prove a stored backup restores into SQLite and record the result",
 		Timeout:     900 * time.Second, MemoryMiB: fixed(2048), TmpMiB: verifyTmp,

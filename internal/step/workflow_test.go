@@ -106,13 +106,14 @@ func TestWorkflow(t *testing.T) {
 		status    string
 		wantError string
 		wantCause string
+		env       []string
 	}{
 		{name: "success", status: "SUCCEEDED"},
 		{name: "rate limit retried", faults: []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultRateLimit, RetryAfter: 300, Times: 2}}, status: "SUCCEEDED"},
 		{name: "5xx on poll retried", faults: []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultServerError, Times: 5}}, status: "SUCCEEDED"},
 		{name: "expired URL restarts export", faults: []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired}}, status: "SUCCEEDED"},
 		{name: "not exporting restarts export", faults: []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultNotExporting}}, status: "SUCCEEDED"},
-		{name: "export error fails with D1's message", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultExportError}}, status: "FAILED", wantCause: "Virtual Tables"},
+		{name: "export error fails with D1's message", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultExportError}}, status: "FAILED", wantCause: "Virtual Tables", env: []string{"D1BACKUP_METHOD=export"}},
 		{name: "bad token fails", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultBadToken, Times: 100}}, status: "FAILED", wantError: "AuthError", wantCause: "rejected the API token"},
 		{name: "restarts are bounded", faults: []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired, Times: 100}}, status: "FAILED", wantError: "TooManyRestartsError"},
 		{name: "verification catches a broken foreign key", seed: brokenFK, status: "FAILED", wantError: "VerificationError", wantCause: "foreign_key_check"},
@@ -135,6 +136,7 @@ func TestWorkflow(t *testing.T) {
 				"CLOUDFLARE_ACCOUNT_ID="+emu.AccountID(), "CLOUDFLARE_API_TOKEN="+emu.Token(),
 				"CLOUDFLARE_API_BASE_URL="+emu.BaseURL, "D1BACKUP_SECRET_ARN=",
 				"D1BACKUP_KEEP_LAST=1")
+			cmd.Env = append(cmd.Env, tt.env...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			_ = cmd.Run()
