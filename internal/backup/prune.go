@@ -187,7 +187,11 @@ func judge(ctx context.Context, st store.Store, dump string, dumpObj, manifestOb
 		b.Hold = fmt.Sprintf("the dump is %d bytes, its manifest says %d: kept for inspection", dumpObj.Size, m.StoredBytes)
 		return b, dump + ": " + b.Hold, nil
 	}
-	b.Good = m.Verification == nil || m.Verification.OK
-	b.Verified = m.Verified()
+	// A dump read while the database changed is kept by the rules like
+	// any other, but it is not one state of the database: it never stands
+	// as the good backup that lets older ones go.
+	inconsistent := m.Query != nil && !m.Query.Consistent
+	b.Good = (m.Verification == nil || m.Verification.OK) && !inconsistent
+	b.Verified = m.Verified() && !inconsistent
 	return b, "", nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/retention"
 	"github.com/d1backup/d1backup/internal/store"
+	"github.com/d1backup/d1backup/internal/store/local"
 	"github.com/d1backup/d1backup/internal/testenv"
 )
 
@@ -248,5 +249,31 @@ func TestListManifestsSkipsForeignAndCorrupt(t *testing.T) {
 	}
 	if len(skipped) != 2 {
 		t.Errorf("skipped %v, want the two bad ones with reasons", skipped)
+	}
+}
+
+// TestPruneInconsistentQueryDumpIsNotTheGoodOne: a query-API dump read while
+// the database kept changing does not let the last consistent backup go.
+func TestPruneInconsistentQueryDumpIsNotTheGoodOne(t *testing.T) {
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	good := putBackup(t, st, pruneDB, "shop", 1, now.Add(-48*time.Hour), nil)
+	torn := putBackup(t, st, pruneDB, "shop", 2, now.Add(-time.Hour), func(m *backup.Manifest) {
+		m.Method = backup.MethodQuery
+		m.Query = &backup.QueryRead{BookmarkBefore: m.Bookmark, BookmarkAfter: "ffffffff-00000000-00000000-00000000000000000000000000000000", Consistent: false, Reads: 3}
+	})
+	res, err := backup.Prune(context.Background(), st, pruneDB, retention.Policy{KeepLast: 1}, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := keys(t, st)
+	if !slices.Contains(left, good) || !slices.Contains(left, good+backup.ManifestSuffix) {
+		t.Errorf("the consistent backup was deleted; left %v; decisions %v", left, planned(res))
+	}
+	if !slices.Contains(left, torn) {
+		t.Errorf("the newest (inconsistent) backup was deleted; left %v", left)
 	}
 }
