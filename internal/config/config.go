@@ -28,6 +28,8 @@ type Config struct {
 	Compression     string
 	Recipients      []string
 	PollInterval    time.Duration
+	// PollIntervalMax caps the workflow's backing-off poll interval.
+	PollIntervalMax time.Duration
 	ExportTimeout   time.Duration
 	MaxRestarts     int
 	PartSize        int64
@@ -48,9 +50,21 @@ type Config struct {
 	// Deployment (CDK context only).
 	Schedule        string
 	AlarmEmail      string
-	SecretARN       string
 	AssetDir        string
 	StaleAfterHours int
+	// CloudflareSecretARN and R2SecretARN import existing secrets instead
+	// of creating them; SecretsKMSKeyARN is the customer managed key they
+	// are encrypted with, if any.
+	CloudflareSecretARN string
+	R2SecretARN         string
+	SecretsKMSKeyARN    string
+	// APIRequestBudget is how many Cloudflare API requests per 5 minutes
+	// the scheduled run may make (Cloudflare allows 1200 per account).
+	APIRequestBudget int
+
+	// SealKey seals signed dump URLs in workflow state (Lambda only; from
+	// its own secret).
+	SealKey string
 
 	// StateMachineARN is the deployed run state machine (CLI only).
 	StateMachineARN string
@@ -72,6 +86,9 @@ func Defaults() Config {
 
 // Validate checks what no single setting can: combinations.
 func (c Config) Validate() error {
+	if c.PollIntervalMax < c.PollInterval {
+		return fmt.Errorf("poll interval %s is longer than its cap %s (%s)", durationText(c.PollInterval), durationText(c.PollIntervalMax), EnvPollIntervalMax)
+	}
 	return c.Retention.Validate()
 }
 
