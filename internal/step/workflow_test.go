@@ -112,7 +112,7 @@ func TestWorkflow(t *testing.T) {
 		{name: "5xx on poll retried", faults: []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultServerError, Times: 5}}, status: "SUCCEEDED"},
 		{name: "expired URL restarts export", faults: []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired}}, status: "SUCCEEDED"},
 		{name: "not exporting restarts export", faults: []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultNotExporting}}, status: "SUCCEEDED"},
-		{name: "export error fails with D1's message", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultExportError}}, status: "FAILED", wantCause: "Virtual Tables"},
+		{name: "export error fails with D1's message", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultExportError}}, status: "FAILED", wantError: "ExportFailedError", wantCause: "Virtual Tables"},
 		{name: "bad token fails", faults: []d1emu.Fault{{Endpoint: "any", Kind: d1emu.FaultBadToken, Times: 100}}, status: "FAILED", wantError: "AuthError", wantCause: "rejected the API token"},
 		{name: "restarts are bounded", faults: []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired, Times: 100}}, status: "FAILED", wantError: "TooManyRestartsError"},
 		{name: "verification catches a broken foreign key", seed: brokenFK, status: "FAILED", wantError: "VerificationError", wantCause: "foreign_key_check"},
@@ -120,7 +120,7 @@ func TestWorkflow(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			emu := d1emutest.Start(t, d1emu.Options{ExportPolls: 2})
 			db := emu.MustCreate(t, "inventory", cmp.Or(tt.seed, seed))
-			dump := bytes.NewBuffer(emu.MustDump(t, db.UUID))
+			dump := emu.MustDump(t, db.UUID)
 			for _, f := range tt.faults {
 				emu.InjectFault(f)
 			}
@@ -130,11 +130,7 @@ func TestWorkflow(t *testing.T) {
 				"--step-bin", binary, "--input", `{"database_name":"inventory"}`,
 				"--wait-ms", "10", "--retry-ms", "10")
 			cmd.Dir = filepath.Join(repo, "scripts/node")
-			cmd.Env = append(os.Environ(), s.Env(bucket)...)
-			cmd.Env = append(cmd.Env,
-				"CLOUDFLARE_ACCOUNT_ID="+emu.AccountID(), "CLOUDFLARE_API_TOKEN="+emu.Token(),
-				"CLOUDFLARE_API_BASE_URL="+emu.BaseURL, "D1BACKUP_SECRET_ARN=",
-				"D1BACKUP_KEEP_LAST=1")
+			cmd.Env = workflowEnv(emu, s, bucket)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			_ = cmd.Run()
@@ -151,51 +147,102 @@ func TestWorkflow(t *testing.T) {
 				}
 			}
 			if r.Status != "SUCCEEDED" {
+				if strings.Contains(stderr.String(), `"BackupSucceeded"`) {
+					t.Errorf("BackupSucceeded published for a backup that failed:\n%s", stderr.String())
+				}
 				return
 			}
-			// The store step printed its CloudWatch Embedded Metric Format line.
-			if !strings.Contains(stderr.String(), `"Namespace":"D1Backup"`) || !strings.Contains(stderr.String(), `"BackupSucceeded":1`) {
-				t.Errorf("no EMF metrics line in the step output:\n%s", stderr.String())
+			// The verify step printed the CloudWatch Embedded Metric Format
+			// line the freshness alarms watch, the store step its sizes.
+			for _, want := range []string{`"Namespace":"D1Backup"`, `"BackupSucceeded":1`, `"DumpBytes":`} {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("no %s in the step output:\n%s", want, stderr.String())
+				}
 			}
-			var sum summary
-			if err := json.Unmarshal(r.Output, &sum); err != nil {
-				t.Fatal(err)
-			}
-			if sum.Verification.Status != "verified" || sum.Verification.Tables["items"] != 3 || sum.Retention.Kept != 1 {
-				t.Errorf("output verification %+v retention %+v, want verified with 3 items and one backup kept", sum.Verification, sum.Retention)
-			}
-			mobj, err := s.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(sum.Key + ".manifest.json")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var m struct {
-				Verification struct {
-					OK     bool             `json:"ok"`
-					Tables map[string]int64 `json:"tables"`
-				} `json:"verification"`
-			}
-			err = json.NewDecoder(mobj.Body).Decode(&m)
-			mobj.Body.Close()
-			if err != nil || !m.Verification.OK || m.Verification.Tables["items"] != 3 {
-				t.Errorf("manifest verification %+v (%v), want ok with 3 items", m.Verification, err)
-			}
-			obj, err := s.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(sum.Key)})
-			if err != nil {
-				t.Fatalf("stored object %s: %v", sum.Key, err)
-			}
-			defer obj.Body.Close()
-			zr, err := gzip.NewReader(obj.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sql, err := io.ReadAll(zr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, want := sha256.Sum256(sql), sha256.Sum256(dump.Bytes())
-			if got != want || sum.SQLSHA256 != hex.EncodeToString(want[:]) {
-				t.Fatalf("stored SQL sha256 %x (summary %s), want %x", got, sum.SQLSHA256, want)
-			}
+			checkBackup(t, s, bucket, r.Output, dump)
 		})
 	}
+}
+
+// checkBackup checks a database execution's output against what is in
+// the bucket: verified, retention applied, the stored SQL the dump's.
+func checkBackup(t *testing.T, s *testenv.S3, bucket string, output []byte, dump []byte) {
+	t.Helper()
+	var sum summary
+	if err := json.Unmarshal(output, &sum); err != nil {
+		t.Fatalf("output %s: %v", output, err)
+	}
+	if sum.Verification.Status != "verified" || sum.Verification.Tables["items"] != 3 || sum.Retention.Kept != 1 {
+		t.Errorf("output verification %+v retention %+v, want verified with 3 items and one backup kept", sum.Verification, sum.Retention)
+	}
+	var m struct {
+		Verification struct {
+			OK     bool             `json:"ok"`
+			Tables map[string]int64 `json:"tables"`
+		} `json:"verification"`
+	}
+	if err := json.Unmarshal(getObject(t, s, bucket, sum.Key+".manifest.json"), &m); err != nil || !m.Verification.OK || m.Verification.Tables["items"] != 3 {
+		t.Errorf("manifest verification %+v (%v), want ok with 3 items", m.Verification, err)
+	}
+	got, want := sha256.Sum256(gunzip(t, getObject(t, s, bucket, sum.Key))), sha256.Sum256(dump)
+	if got != want || sum.SQLSHA256 != hex.EncodeToString(want[:]) {
+		t.Fatalf("stored SQL sha256 %x (summary %s), want %x", got, sum.SQLSHA256, want)
+	}
+}
+
+// checkStoredDump finds the backup of the database called name in the
+// bucket (by its manifest) and compares its SQL with the dump.
+func checkStoredDump(t *testing.T, s *testenv.S3, bucket, name string, dump []byte) {
+	t.Helper()
+	list, err := s.Client().ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, o := range list.Contents {
+		if !strings.HasSuffix(aws.ToString(o.Key), ".manifest.json") {
+			continue
+		}
+		var m struct {
+			DatabaseName string `json:"database_name"`
+			Key          string `json:"key"`
+		}
+		if err := json.Unmarshal(getObject(t, s, bucket, aws.ToString(o.Key)), &m); err != nil || m.DatabaseName != name {
+			continue
+		}
+		found++
+		if got, want := sha256.Sum256(gunzip(t, getObject(t, s, bucket, m.Key))), sha256.Sum256(dump); got != want {
+			t.Errorf("%s: stored SQL sha256 %x, want %x", name, got, want)
+		}
+	}
+	if found != 1 {
+		t.Errorf("%s: %d backups in the bucket, want 1", name, found)
+	}
+}
+
+func getObject(t *testing.T, s *testenv.S3, bucket, key string) []byte {
+	t.Helper()
+	obj, err := s.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer obj.Body.Close()
+	b, err := io.ReadAll(obj.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func gunzip(t *testing.T, b []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

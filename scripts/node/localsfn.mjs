@@ -40,10 +40,13 @@ const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 export class LocalStepFunctions {
   // invokeLambda(functionArn, payload) resolves to the function's output or
-  // rejects with an Error named after the Lambda errorType.
-  constructor({ invokeLambda, waitMs, retryMs, region = 'us-east-1', account = '123456789012' }) {
+  // rejects with an Error named after the Lambda errorType. waitMs shortens
+  // every Wait state to so many milliseconds, waits[state] one of them;
+  // retryMs every Retry's pause.
+  constructor({ invokeLambda, waitMs, waits = {}, retryMs, region = 'us-east-1', account = '123456789012' }) {
     this.invokeLambda = invokeLambda;
     this.waitMs = waitMs;
+    this.waits = waits;
     this.retryMs = retryMs;
     this.region = region;
     this.account = account;
@@ -165,7 +168,10 @@ export class LocalStepFunctions {
 
   attempt(exec, startAt, input) {
     const { definition } = this.machines.get(exec.stateMachineArn);
-    const machine = new StateMachine({ ...definition, StartAt: startAt }, { validationOptions: { noValidate: true } });
+    const def = { ...definition, StartAt: startAt };
+    // Node's timers stop at 24.8 days; a longer execution timeout is none.
+    if (def.TimeoutSeconds > 2147483) delete def.TimeoutSeconds;
+    const machine = new StateMachine(def, { validationOptions: { noValidate: true } });
     const context = {
       Execution: {
         Id: exec.arn, Name: exec.name, RedriveCount: exec.redriveCount,
@@ -240,7 +246,8 @@ export class LocalStepFunctions {
     const retries = {};
     const visit = (states) => {
       for (const [name, state] of Object.entries(states)) {
-        if (state.Type === 'Wait' && this.waitMs !== undefined) waits[name] = this.waitMs;
+        if (state.Type === 'Wait' && name in this.waits) waits[name] = Number(this.waits[name]);
+        else if (state.Type === 'Wait' && this.waitMs !== undefined) waits[name] = this.waitMs;
         if (state.Retry && this.retryMs !== undefined) retries[name] = this.retryMs;
         if (state.Type === 'Task') handlers[name] = this.taskHandler(exec, state);
         const inner = state.ItemProcessor ?? state.Iterator;

@@ -5,7 +5,7 @@
 // CLI talk to.
 //
 //   node simulate.mjs --step-bin path/to/d1backup (--machine NAME | --definition FILE)
-//        [--input JSON] [--wait-ms N] [--retry-ms N] [--subst Name=Value]
+//        [--input JSON] [--wait-ms N] [--wait STATE=MS] [--retry-ms N] [--subst Name=Value]
 //        [--stub NAME=FILE] [--rie DIR]
 //     runs one execution to its end and prints one JSON object:
 //     {"status","output","error","cause","execution_arn","events",
@@ -33,7 +33,7 @@ const MACHINES = { BackupRun: 'backup-run', BackupPage: 'backup-page', BackupDat
 const ARN_PREFIX = 'arn:aws:lambda:us-east-1:123456789012:function:';
 
 function parseArgs(argv) {
-  const args = { subst: {}, stub: {}, input: '{}', machinesDir: join(here, '..', '..', 'statemachine') };
+  const args = { subst: {}, stub: {}, waits: {}, input: '{}', machinesDir: join(here, '..', '..', 'statemachine') };
   if (argv[0] === 'serve') args.serve = argv.shift();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -53,6 +53,7 @@ function parseArgs(argv) {
       case '--rie': args.rie = next(); break;
       case '--input': args.input = next(); break;
       case '--wait-ms': args.waitMs = Number(next()); break;
+      case '--wait': pair(args.waits); break;
       case '--retry-ms': args.retryMs = Number(next()); break;
       case '--subst': pair(args.subst); break;
       case '--stub': pair(args.stub); break;
@@ -90,7 +91,7 @@ function machineFiles(args) {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const invoker = await stepInvoker({ stepBin: args.stepBin, rie: args.rie, arnPrefix: ARN_PREFIX });
-  const sfn = new LocalStepFunctions({ invokeLambda: invoker.invoke, waitMs: args.waitMs, retryMs: args.retryMs });
+  const sfn = new LocalStepFunctions({ invokeLambda: invoker.invoke, waitMs: args.waitMs, waits: args.waits, retryMs: args.retryMs });
   const server = await sfn.listen();
   const endpoint = `http://127.0.0.1:${server.address().port}`;
   invoker.setEnv({
