@@ -81,7 +81,7 @@ func (w DatabaseWorkload) Polls() int {
 func (w DatabaseWorkload) WorstEvents() int {
 	pollRound := EventsWait + EventsLambdaTask + EventsChoice
 	export := EventsLambdaTask + EventsChoice + EventsChoice + w.Polls()*pollRound
-	exports := (w.MaxRestarts + 1) * (export + EventsLambdaTask) // + the step that found it stopped
+	exports := (w.MaxRestarts + 1) * (export + EventsLambdaTask)  // + the step that found it stopped
 	fixed := EventsExecution + 3*EventsLambdaTask + EventsSucceed // check, verify, prune
 	store := StoreRounds * (EventsLambdaTask + EventsChoice)
 	retries := RetriedTasks * MaxRetriesPerTask * EventsRetry

@@ -25,9 +25,9 @@ type Config struct {
 	Prefix            string
 
 	// Backup.
-	Compression     string
-	Recipients      []string
-	PollInterval    time.Duration
+	Compression  string
+	Recipients   []string
+	PollInterval time.Duration
 	// PollIntervalMax caps the workflow's backing-off poll interval.
 	PollIntervalMax time.Duration
 	ExportTimeout   time.Duration

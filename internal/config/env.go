@@ -26,16 +26,16 @@ const (
 	// URLs passing through workflow state; the stack generates it.
 	EnvSealKey = "D1BACKUP_SEAL_KEY"
 
-	EnvPrefix        = "D1BACKUP_PREFIX"         // key prefix inside the bucket
-	EnvCompression   = "D1BACKUP_COMPRESSION"    // gzip (default), zstd, none
-	EnvPollInterval  = "D1BACKUP_POLL_INTERVAL"  // seconds between polls, default 5
+	EnvPrefix       = "D1BACKUP_PREFIX"        // key prefix inside the bucket
+	EnvCompression  = "D1BACKUP_COMPRESSION"   // gzip (default), zstd, none
+	EnvPollInterval = "D1BACKUP_POLL_INTERVAL" // seconds between polls, default 5
 	// EnvPollIntervalMax caps the workflow's poll interval, which doubles
 	// from EnvPollInterval after each poll that finds the export running.
 	EnvPollIntervalMax = "D1BACKUP_POLL_INTERVAL_MAX"
-	EnvExportTimeout = "D1BACKUP_EXPORT_TIMEOUT" // Go duration bounding an export, default 1h
-	EnvMaxRestarts   = "D1BACKUP_MAX_RESTARTS"   // new exports after one stopped running, default 2
-	EnvPartSize      = "D1BACKUP_PART_SIZE"      // multipart part size in bytes, default 16 MiB
-	EnvConcurrency   = "D1BACKUP_CONCURRENCY"    // databases backed up at once, default 4
+	EnvExportTimeout   = "D1BACKUP_EXPORT_TIMEOUT" // Go duration bounding an export, default 1h
+	EnvMaxRestarts     = "D1BACKUP_MAX_RESTARTS"   // new exports after one stopped running, default 2
+	EnvPartSize        = "D1BACKUP_PART_SIZE"      // multipart part size in bytes, default 16 MiB
+	EnvConcurrency     = "D1BACKUP_CONCURRENCY"    // databases backed up at once, default 4
 
 	EnvPartConcurrency = "D1BACKUP_PART_CONCURRENCY" // parts of one upload in flight, default 4
 	EnvDatabases       = "D1BACKUP_DATABASES"        // comma-separated names/UUIDs, or * for all

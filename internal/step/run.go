@@ -38,10 +38,10 @@ type Target struct {
 
 // RunState is the scheduled run's state: what Discover planned.
 type RunState struct {
-	RunKey         string             `json:"run_key"`
-	Total          int                `json:"total"`
-	Pages          []executions.Page  `json:"pages"`
-	MaxConcurrency int                `json:"max_concurrency"`
+	RunKey         string            `json:"run_key"`
+	Total          int               `json:"total"`
+	Pages          []executions.Page `json:"pages"`
+	MaxConcurrency int               `json:"max_concurrency"`
 	Throttle
 }
 
@@ -112,11 +112,11 @@ func paginate(ts []backup.Target) []executions.Page {
 // PageState is a page's state: its databases, and those left out because
 // another execution was still backing them up.
 type PageState struct {
-	RunKey         string                `json:"run_key"`
-	Page           executions.Page       `json:"page"`
-	MaxConcurrency int                   `json:"max_concurrency"`
-	Targets        []Target              `json:"targets"`
-	Skipped        []executions.Skipped  `json:"skipped"`
+	RunKey         string               `json:"run_key"`
+	Page           executions.Page      `json:"page"`
+	MaxConcurrency int                  `json:"max_concurrency"`
+	Targets        []Target             `json:"targets"`
+	Skipped        []executions.Skipped `json:"skipped"`
 	Throttle
 }
 

@@ -23,8 +23,8 @@ type Result struct {
 // VerifyResult says whether and how the workflow verified a backup.
 type VerifyResult struct {
 	// Status is "verified" or "skipped".
-	Status       string           `json:"status"`
-	Reason       string           `json:"reason,omitempty"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
 	// Tables holds the row counts of up to MaxOutputTables tables.
 	Tables       map[string]int64 `json:"tables,omitempty"`
 	TableCount   int              `json:"table_count,omitempty"`
