@@ -24,8 +24,8 @@ type Child struct {
 	// A database child.
 	DatabaseID   string `json:"database_id,omitempty"`
 	DatabaseName string `json:"database_name,omitempty"`
-	// A page child: its spec (also its execution's input) and, once it
-	// succeeded, its counts.
+	// A page child: its index (the run's state holds its range) and, once
+	// it succeeded, its counts.
 	Page         *Page `json:"page,omitempty"`
 	Total        int   `json:"total,omitempty"`
 	Succeeded    int   `json:"succeeded,omitempty"`
@@ -93,8 +93,10 @@ type CheckState struct {
 	Page    *Page     `json:"page,omitempty"`
 	Results []Child   `json:"results"`
 	Skipped []Skipped `json:"skipped,omitempty"`
+	// Pages are a run's pages (its failure records name a page by index);
 	// MaxConcurrency is passed on to the pages a run's check starts.
-	MaxConcurrency int `json:"max_concurrency,omitempty"`
+	Pages          []Page `json:"pages,omitempty"`
+	MaxConcurrency int    `json:"max_concurrency,omitempty"`
 
 	// Checked is set once the Map's results were counted.
 	Checked bool `json:"checked,omitempty"`

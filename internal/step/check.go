@@ -181,7 +181,13 @@ func (c checker) check(ctx context.Context, child *executions.Child) (outcome, s
 func (c checker) start(ctx context.Context, child *executions.Child, name string) (outcome, string, error) {
 	input := map[string]any{"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID": c.in.Execution.ID}
 	if child.Page != nil {
-		input["run_key"], input["page"], input["max_concurrency"] = c.st.RunKey, child.Page, c.st.MaxConcurrency
+		page := *child.Page
+		for _, p := range c.st.Pages {
+			if p.Index == page.Index {
+				page = p
+			}
+		}
+		input["run_key"], input["page"], input["max_concurrency"] = c.st.RunKey, page, c.st.MaxConcurrency
 	} else {
 		input["database_id"], input["database_name"] = child.DatabaseID, child.DatabaseName
 	}

@@ -22,7 +22,7 @@ import (
 // Step Functions' 256 KiB and its history near 10 events per database.
 const (
 	PageDatabases = 500
-	PageBytes     = 64 << 10
+	PageBytes     = 48 << 10
 	// maxDescribed bounds the running executions with names the workflow
 	// did not make (started by hand) that a page describes to learn which
 	// database they back up.

@@ -130,14 +130,16 @@ async function main() {
   await invoker.close();
 }
 
-// machineStats sums up every execution per state machine: how many ran and
-// the largest history, transitions and payload among them.
+// machineStats sums up every execution per state machine: how many ran,
+// their events and transitions, and the largest history, transitions and
+// payload among them.
 function machineStats(sfn) {
   const out = {};
   for (const e of sfn.executions.values()) {
     const name = sfn.machines.get(e.stateMachineArn).name;
-    const s = (out[name] ??= { executions: 0, transitions: 0, max_events: 0, max_transitions: 0, max_payload_bytes: 0 });
+    const s = (out[name] ??= { executions: 0, events: 0, transitions: 0, max_events: 0, max_transitions: 0, max_payload_bytes: 0 });
     s.executions++;
+    s.events += e.events.length;
     s.transitions += e.transitions;
     s.max_events = Math.max(s.max_events, e.events.length);
     s.max_transitions = Math.max(s.max_transitions, e.transitions);
