@@ -165,3 +165,63 @@ func TestRedriveRun(t *testing.T) {
 		checkStoredDump(t, s3, bucket, name, dump)
 	}
 }
+
+// TestRunSkipsRunningBackups starts a run while two of its databases are
+// still being backed up by other executions (one an earlier run's, one
+// started by hand): the run leaves them out and says so, backs up the
+// third, and each database is exported once.
+func TestRunSkipsRunningBackups(t *testing.T) {
+	s3 := testenv.RequireS3(t)
+	emu := d1emutest.Start(t, d1emu.Options{ExportPolls: 1})
+	dbs := map[string]d1emu.Database{}
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		dbs[name] = emu.MustCreate(t, name, seed)
+	}
+	bucket := s3.NewBucket(t)
+	// The other executions wait out a rate limit for 5 s while the run starts.
+	s := startSim(t, workflowEnv(emu, s3, bucket), "--wait", "WaitToStart=5000")
+	for _, name := range []string{"alpha", "beta"} {
+		emu.InjectFault(d1emu.Fault{Endpoint: "export", Kind: d1emu.FaultRateLimit, RetryAfter: 60, Database: dbs[name].UUID})
+	}
+	earlier := s.start(t, "BackupDatabase", dbs["alpha"].UUID+"-earlier-run", `{"database_id":"`+dbs["alpha"].UUID+`"}`)
+	byHand := s.start(t, "BackupDatabase", "by-hand", `{"database_name":"beta"}`)
+
+	run := s.start(t, "BackupRun", "nightly-2", `{}`)
+	d := s.wait(t, run)
+	if d.Status != types.ExecutionStatusSucceeded {
+		t.Fatalf("run: %s %s %q", d.Status, aws.ToString(d.Error), aws.ToString(d.Cause))
+	}
+	var sum struct {
+		Total        int `json:"total"`
+		Succeeded    int `json:"succeeded"`
+		SkippedCount int `json:"skipped_count"`
+	}
+	if err := json.Unmarshal([]byte(aws.ToString(d.Output)), &sum); err != nil || sum.Total != 3 || sum.Succeeded != 1 || sum.SkippedCount != 2 {
+		t.Errorf("run output %s, want 3 databases: 1 backed up, 2 skipped", aws.ToString(d.Output))
+	}
+	page := s.wait(t, strings.Replace(s.Machines["BackupPage"], ":stateMachine:", ":execution:", 1)+":nightly-2-p0")
+	var pageOut struct {
+		Skipped []struct {
+			DatabaseName string `json:"database_name"`
+			Running      string `json:"running"`
+		} `json:"skipped"`
+	}
+	if err := json.Unmarshal([]byte(aws.ToString(page.Output)), &pageOut); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, sk := range pageOut.Skipped {
+		got[sk.DatabaseName] = sk.Running
+	}
+	if got["alpha"] != dbs["alpha"].UUID+"-earlier-run" || got["beta"] != "by-hand" || len(got) != 2 {
+		t.Errorf("page skipped %v, want alpha (the earlier run's) and beta (by hand), each with its execution", got)
+	}
+	for _, arn := range []string{earlier, byHand} {
+		if d := s.wait(t, arn); d.Status != types.ExecutionStatusSucceeded {
+			t.Errorf("%s: %s %s", arn, d.Status, aws.ToString(d.Cause))
+		}
+	}
+	for name, db := range dbs {
+		checkStoredDump(t, s3, bucket, name, emu.MustDump(t, db.UUID))
+	}
+}

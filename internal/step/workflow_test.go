@@ -68,6 +68,9 @@ type report struct {
 	Output json.RawMessage `json:"output"`
 	Error  string          `json:"error"`
 	Cause  string          `json:"cause"`
+	// Path lists the states the execution entered, in order.
+	Path        []string `json:"path"`
+	Transitions int      `json:"transitions"`
 }
 
 type summary struct {
@@ -106,9 +109,14 @@ func TestWorkflow(t *testing.T) {
 		status    string
 		wantError string
 		wantCause string
+		// wantPath are states the execution must pass through, in order.
+		wantPath []string
 	}{
-		{name: "success", status: "SUCCEEDED"},
-		{name: "rate limit retried", faults: []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultRateLimit, RetryAfter: 300, Times: 2}}, status: "SUCCEEDED"},
+		{name: "success", status: "SUCCEEDED", wantPath: []string{"CheckDestination", "StartExport", "WaitForExport", "PollExport", "StoreDump", "VerifyBackup", "PruneBackups", "BackupStored"}},
+		{name: "rate limit waited out at the start", faults: []d1emu.Fault{{Endpoint: "export", Kind: d1emu.FaultRateLimit, RetryAfter: 300, Times: 2}}, status: "SUCCEEDED",
+			wantPath: []string{"StartExport", "WaitToStart", "StartExport", "WaitToStart", "StartExport", "WaitForExport"}},
+		{name: "rate limit waited out while polling", faults: []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultRateLimit, RetryAfter: 120}}, status: "SUCCEEDED",
+			wantPath: []string{"PollExport", "ExportStatus", "WaitToPoll", "PollExport"}},
 		{name: "5xx on poll retried", faults: []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultServerError, Times: 5}}, status: "SUCCEEDED"},
 		{name: "expired URL restarts export", faults: []d1emu.Fault{{Endpoint: "download", Kind: d1emu.FaultExpired}}, status: "SUCCEEDED"},
 		{name: "not exporting restarts export", faults: []d1emu.Fault{{Endpoint: "poll", Kind: d1emu.FaultNotExporting}}, status: "SUCCEEDED"},
@@ -141,6 +149,9 @@ func TestWorkflow(t *testing.T) {
 			if r.Status != tt.status || !strings.Contains(r.Error, tt.wantError) || !strings.Contains(r.Cause, tt.wantCause) {
 				t.Fatalf("got %s %s %q, want %s %s %q\nstderr: %s", r.Status, r.Error, r.Cause, tt.status, tt.wantError, tt.wantCause, stderr.String())
 			}
+			if !subsequence(r.Path, tt.wantPath) {
+				t.Errorf("path %v does not pass through %v", r.Path, tt.wantPath)
+			}
 			for _, leak := range []string{emu.Token(), s.SecretAccessKey, "X-Amz-Signature", "/__emu/dumps/"} {
 				if strings.Contains(stdout.String(), leak) {
 					t.Errorf("simulation output leaks %q", leak)
@@ -162,6 +173,18 @@ func TestWorkflow(t *testing.T) {
 			checkBackup(t, s, bucket, r.Output, dump)
 		})
 	}
+}
+
+// subsequence reports whether want appears in path in order (not
+// necessarily next to each other).
+func subsequence(path, want []string) bool {
+	i := 0
+	for _, p := range path {
+		if i < len(want) && p == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
 }
 
 // checkBackup checks a database execution's output against what is in

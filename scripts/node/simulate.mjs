@@ -9,7 +9,8 @@
 //        [--stub NAME=FILE] [--rie DIR]
 //     runs one execution to its end and prints one JSON object:
 //     {"status","output","error","cause","execution_arn","events",
-//      "transitions","max_payload_bytes","machines":{NAME:{...}}}
+//      "transitions","max_payload_bytes","path":[states entered],
+//      "machines":{NAME:{...}}}
 //
 //   node simulate.mjs serve --step-bin path/to/d1backup [...same options]
 //     serves the Step Functions API on 127.0.0.1 and prints
@@ -120,6 +121,7 @@ async function main() {
   const exec = await sfn.waitFor(executionArn);
   const report = {
     status: exec.status, execution_arn: exec.arn, ...sfn.stats(exec.arn),
+    path: exec.events.filter((e) => e.stateEnteredEventDetails).map((e) => e.stateEnteredEventDetails.name),
     machines: machineStats(sfn),
   };
   if (exec.status === 'SUCCEEDED') report.output = JSON.parse(exec.output);
