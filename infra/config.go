@@ -77,15 +77,23 @@ const MaxListedDatabases = 200
 // 50,000 databases takes 50 requests).
 const ListingReserve = 50
 
+// MinBackupGap is the least time between one database's last poll and the
+// next database's start on the same slot (storing, verifying and pruning
+// a tiny dump, and the state transitions between: an assumption, not a
+// measurement).
+const MinBackupGap = 2 * time.Second
+
 // APIRequests is the most Cloudflare API requests the scheduled run may
-// make in 5 minutes with c: each database in flight makes at most two
-// requests per poll interval (start an export, poll it; a tiny database
-// that completes at once lets the next one start at once), plus the
-// listing reserve. Errors add the client's own retries; a rate limit is
-// then waited out as Cloudflare's Retry-After says.
+// make in 5 minutes with c. Each of the concurrency slots either polls one
+// export (at most once per poll interval) or works through tiny databases
+// (two requests, start and a poll that finds it complete, per poll
+// interval plus MinBackupGap); the listing reserve comes on top. Errors add
+// the client's own retries; a rate limit is then waited out as Cloudflare's
+// Retry-After says.
 func APIRequests(c config.Config) int {
-	per5Min := int((5*time.Minute + c.PollInterval - 1) / c.PollInterval)
-	return c.Concurrency*2*per5Min + ListingReserve
+	per := func(d time.Duration) int { return int((5*time.Minute + d - 1) / d) }
+	slot := max(per(c.PollInterval), 2*per(c.PollInterval+MinBackupGap))
+	return c.Concurrency*slot + ListingReserve
 }
 
 // ContextKeys lists every context key ParseConfig reads.

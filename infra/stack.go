@@ -121,6 +121,18 @@ func function(stack awscdk.Stack, cfg config.Config, s step.Def, secrets map[str
 	for _, name := range s.Options.Secrets() {
 		secrets[name].GrantRead(fn, nil)
 	}
+	if cfg.SecretsKMSKeyARN != "" && (s.Options.Cloudflare || s.Options.Store) {
+		// An imported secret encrypted with a customer managed key: CDK
+		// cannot grant on a key it did not create, so say it here, and
+		// only through Secrets Manager.
+		fn.AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+			Actions:   jsii.Strings("kms:Decrypt"),
+			Resources: jsii.Strings(cfg.SecretsKMSKeyARN),
+			Conditions: &map[string]any{"StringEquals": map[string]any{
+				"kms:ViaService": "secretsmanager." + *stack.Region() + ".amazonaws.com",
+			}},
+		}))
+	}
 	return fn
 }
 

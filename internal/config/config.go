@@ -28,7 +28,8 @@ type Config struct {
 	Compression  string
 	Recipients   []string
 	PollInterval time.Duration
-	// PollIntervalMax caps the workflow's backing-off poll interval.
+	// PollIntervalMax caps the workflow's backing-off poll interval (a
+	// poll interval above it is not backed off).
 	PollIntervalMax time.Duration
 	ExportTimeout   time.Duration
 	MaxRestarts     int
@@ -86,9 +87,6 @@ func Defaults() Config {
 
 // Validate checks what no single setting can: combinations.
 func (c Config) Validate() error {
-	if c.PollIntervalMax < c.PollInterval {
-		return fmt.Errorf("poll interval %s is longer than its cap %s (%s)", durationText(c.PollInterval), durationText(c.PollIntervalMax), EnvPollIntervalMax)
-	}
 	return c.Retention.Validate()
 }
 

@@ -138,13 +138,14 @@ func anew(e backup.Export) backup.Export {
 }
 
 // nextPoll is the wait before the next poll: first the configured
-// interval, then twice the last, up to the cap.
+// interval, then twice the last, up to the cap (an interval above the cap
+// is not backed off).
 func nextPoll(lastSeconds int, first, limit time.Duration) int {
 	next := 2 * time.Duration(lastSeconds) * time.Second
 	if lastSeconds <= 0 {
 		next = first
 	}
-	return int(min(max(next, first), limit) / time.Second)
+	return int(min(max(next, first), max(limit, first)) / time.Second)
 }
 
 func label(e backup.Export) string {
