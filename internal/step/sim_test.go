@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,7 +69,10 @@ func workflowEnv(emu *d1emutest.Emulator, s3 *testenv.S3, bucket string, extra .
 func startSim(t *testing.T, env []string, args ...string) *sim {
 	t.Helper()
 	nodeBin := node(t)
-	args = append([]string{"simulate.mjs", "serve", "--step-bin", binary, "--wait-ms", "10", "--retry-ms", "10"}, args...)
+	args = append([]string{"simulate.mjs", "serve", "--wait-ms", "10", "--retry-ms", "10"}, args...)
+	if !slices.Contains(args, "--rie") {
+		args = append(args, "--step-bin", binary)
+	}
 	cmd := exec.Command(nodeBin, args...)
 	cmd.Dir = filepath.Join(repo, "scripts/node")
 	cmd.Env = env
