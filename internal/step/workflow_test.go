@@ -171,6 +171,11 @@ func TestWorkflow(t *testing.T) {
 				}
 			}
 			checkBackup(t, s, bucket, r.Output, dump)
+			// The README's costs count a backup's state transitions as
+			// 9 + 3 per poll (a Wait, the poll, the Choice).
+			if polls := strings.Count(strings.Join(r.Path, " "), "PollExport"); tt.name == "success" && r.Transitions != 9+3*polls {
+				t.Errorf("%d transitions for %d polls, the README says 9 + 3 × polls", r.Transitions, polls)
+			}
 		})
 	}
 }
