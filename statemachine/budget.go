@@ -96,11 +96,13 @@ func checkEvents(redrives int) int {
 	return first + redrives*(EventsRedrive+CheckRounds*(EventsWait+EventsLambdaTask+EventsChoice))
 }
 
-// childEvents is the history of one Map iteration that starts a child
-// execution and waits for it, failing and recorded (the costlier way), with
-// its start retried StartRetries times.
+// startRetries is how often a Map iteration's child start is retried
+// (StepFunctions.ExecutionLimitExceeded and the like).
 const startRetries = 5
 
+// childEvents is the history of one Map iteration that starts a child
+// execution and waits for it, failing and recorded (the costlier way), with
+// its start retried startRetries times.
 func childEvents() int {
 	return EventsMapIteration + EventsSyncTask + EventsPass + startRetries*EventsRetry
 }

@@ -80,7 +80,7 @@ func tokenSecret(token string) string {
 }
 
 func discover(h *step.Handlers) (step.RunState, error) {
-	return h.Discover(context.Background(), step.Invocation[step.RunState]{Execution: step.Execution{Name: "run-1"}})
+	return h.Discover(context.Background(), step.Invocation[step.RunState]{Execution: step.Execution{Name: "run-1"}, MaxConcurrency: 4})
 }
 
 func TestLoadReadsTheSecret(t *testing.T) {

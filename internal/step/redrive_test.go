@@ -116,8 +116,7 @@ func TestRedriveRun(t *testing.T) {
 	if got := s.failedAt(t, run); got != "CheckChildren" {
 		t.Fatalf("run stopped at %s, want CheckChildren", got)
 	}
-	child, _ := strings.CutSuffix(s.Machines["BackupDatabase"], "")
-	betaArn := strings.Replace(child, ":stateMachine:", ":execution:", 1) + ":" + broken.UUID + "-nightly-1"
+	betaArn := strings.Replace(s.Machines["BackupDatabase"], ":stateMachine:", ":execution:", 1) + ":" + broken.UUID + "-nightly-1"
 	if d := s.wait(t, betaArn); aws.ToString(d.Error) != "AuthError" || s.failedAt(t, betaArn) != "StartExport" {
 		t.Fatalf("beta's execution: %s %s at %s, want AuthError at StartExport", d.Status, aws.ToString(d.Error), s.failedAt(t, betaArn))
 	}

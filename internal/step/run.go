@@ -64,6 +64,10 @@ func (h *Handlers) Discover(ctx context.Context, in Invocation[RunState]) (RunSt
 	if _, err := d.checkD1(); err != nil {
 		return RunState{}, err
 	}
+	if in.MaxConcurrency < 1 {
+		// 0 would mean no bound at all to the pages' Maps.
+		return RunState{}, &backup.ConfigError{Msg: "discover needs max_concurrency, the databases backed up at once (definition)"}
+	}
 	st := in.State
 	ts, err := backup.Discover(ctx, d.api, d.sel)
 	if err != nil {
