@@ -39,27 +39,15 @@ func (h *Handlers) CheckDestination(ctx context.Context, in backup.Target) (back
 // redriven execution an export from an earlier attempt starts afresh with
 // the restarts reset: the redrive is the operator's "try again".
 func (h *Handlers) StartExport(ctx context.Context, in Invocation[ExportState]) (ExportState, error) {
-	d, err := h.deps(ctx)
+	d, err := h.d1Deps(ctx)
 	if err != nil {
-		return ExportState{}, err
-	}
-	if _, err := d.checkD1(); err != nil {
 		return ExportState{}, err
 	}
 	st := in.State
-	e := st.Export
-	if e.Bookmark != "" && in.Execution.Stale(e.StartedAt) {
-		e = anew(e)
+	if st.Bookmark != "" && in.Execution.Stale(st.StartedAt) {
+		return h.start(ctx, d, st, anew(st.Export))
 	}
-	out, err := d.runner.Start(ctx, e)
-	if err != nil {
-		if t, ok := st.throttled(err); ok {
-			st.Throttle = t
-			return st, nil
-		}
-		return ExportState{}, h.fail(err)
-	}
-	return h.exported(d, out, st.Throttle)
+	return h.start(ctx, d, st, st.Export)
 }
 
 // PollExport polls a running export once. While it runs, the next wait
@@ -67,28 +55,21 @@ func (h *Handlers) StartExport(ctx context.Context, in Invocation[ExportState]) 
 // export. In a redriven execution, an export from an earlier attempt that
 // is past its deadline or ended in an error is started afresh.
 func (h *Handlers) PollExport(ctx context.Context, in Invocation[ExportState]) (ExportState, error) {
-	d, err := h.deps(ctx)
+	d, err := h.d1Deps(ctx)
 	if err != nil {
-		return ExportState{}, err
-	}
-	if _, err := d.checkD1(); err != nil {
 		return ExportState{}, err
 	}
 	st := in.State
 	stale := in.Execution.Stale(st.StartedAt)
 	if stale && !st.Deadline.IsZero() && h.now().After(st.Deadline) {
-		return h.restart(ctx, d, st)
+		return h.start(ctx, d, st, anew(st.Export))
 	}
 	out, err := d.runner.Poll(ctx, st.Export)
 	if err != nil {
-		if t, ok := st.throttled(err); ok {
-			st.Throttle = t
-			return st, nil
-		}
-		return ExportState{}, h.fail(err)
+		return waitOr(h, &st, &st.Throttle, err)
 	}
 	if out.Status == backup.StatusError && stale {
-		return h.restart(ctx, d, st)
+		return h.start(ctx, d, st, anew(st.Export))
 	}
 	if out.Status == backup.StatusActive {
 		out.PollIntervalSeconds = nextPoll(st.PollIntervalSeconds, d.cfg.PollInterval, d.cfg.PollIntervalMax)
@@ -96,15 +77,11 @@ func (h *Handlers) PollExport(ctx context.Context, in Invocation[ExportState]) (
 	return h.exported(d, out, st.Throttle)
 }
 
-// restart starts a fresh export in place of a stale one.
-func (h *Handlers) restart(ctx context.Context, d *deps, st ExportState) (ExportState, error) {
-	out, err := d.runner.Start(ctx, anew(st.Export))
+// start starts the export e (st's, or a fresh one in its place).
+func (h *Handlers) start(ctx context.Context, d *deps, st ExportState, e backup.Export) (ExportState, error) {
+	out, err := d.runner.Start(ctx, e)
 	if err != nil {
-		if t, ok := st.throttled(err); ok {
-			st.Throttle = t
-			return st, nil
-		}
-		return ExportState{}, h.fail(err)
+		return waitOr(h, &st, &st.Throttle, err)
 	}
 	return h.exported(d, out, st.Throttle)
 }

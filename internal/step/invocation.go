@@ -85,5 +85,18 @@ func (t Throttle) throttled(err error) (Throttle, bool) {
 	return Throttle{RetryAfterSeconds: secs, ThrottledSeconds: t.ThrottledSeconds + secs}, true
 }
 
+// waitOr is a step's answer to err: when err is a rate limit and the
+// execution's wait budget allows, the step's state st (whose Throttle is
+// t) set to wait it out, which the workflow waits and runs the step again
+// with; otherwise err, classified.
+func waitOr[S any](h *Handlers, st *S, t *Throttle, err error) (S, error) {
+	if next, ok := t.throttled(err); ok {
+		*t = next
+		return *st, nil
+	}
+	var zero S
+	return zero, h.fail(err)
+}
+
 // done is t after the step got through: no wait pending.
 func (t Throttle) done() Throttle { return Throttle{ThrottledSeconds: t.ThrottledSeconds} }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/config"
-	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/seal"
 )
 
@@ -179,11 +178,16 @@ func build(ctx context.Context, opts Options, getenv func(string) string, logTo 
 	return d, nil
 }
 
-// checkD1 is d's D1 client, or a ConfigError for a function deployed
-// without one (a contract bug between the registry and a handler).
-func (d *deps) checkD1() (*d1.Client, error) {
+// d1Deps returns the clients of a step that calls the D1 API, or a
+// ConfigError for a function deployed without them (a contract bug
+// between the registry and a handler).
+func (h *Handlers) d1Deps(ctx context.Context) (*deps, error) {
+	d, err := h.deps(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if d.api == nil || d.runner == nil {
 		return nil, &backup.ConfigError{Msg: "this function has no D1 client (step registry Options)"}
 	}
-	return d.api, nil
+	return d, nil
 }

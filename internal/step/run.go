@@ -57,11 +57,8 @@ func (e *NoDatabasesError) Error() string {
 // Discover lists the databases the scheduled run backs up and splits them,
 // in name order, into pages.
 func (h *Handlers) Discover(ctx context.Context, in Invocation[RunState]) (RunState, error) {
-	d, err := h.deps(ctx)
+	d, err := h.d1Deps(ctx)
 	if err != nil {
-		return RunState{}, err
-	}
-	if _, err := d.checkD1(); err != nil {
 		return RunState{}, err
 	}
 	if in.MaxConcurrency < 1 {
@@ -71,11 +68,7 @@ func (h *Handlers) Discover(ctx context.Context, in Invocation[RunState]) (RunSt
 	st := in.State
 	ts, err := backup.Discover(ctx, d.api, d.sel)
 	if err != nil {
-		if t, ok := st.throttled(err); ok {
-			st.Throttle = t
-			return st, nil
-		}
-		return RunState{}, h.fail(err)
+		return waitOr(h, &st, &st.Throttle, err)
 	}
 	if len(ts) == 0 {
 		return RunState{}, &NoDatabasesError{Selection: fmt.Sprintf("databases %q, include %q, exclude %q", d.sel.Databases, d.sel.Include, d.sel.Exclude)}
@@ -130,11 +123,8 @@ type PageState struct {
 // another execution (an earlier run that is still going) is skipped and
 // listed as such, so that two exports of one database never overlap.
 func (h *Handlers) ListPage(ctx context.Context, in Invocation[PageState]) (PageState, error) {
-	d, err := h.deps(ctx)
+	d, err := h.d1Deps(ctx)
 	if err != nil {
-		return PageState{}, err
-	}
-	if _, err := d.checkD1(); err != nil {
 		return PageState{}, err
 	}
 	if d.sfn == nil || in.StateMachine == "" {
@@ -145,11 +135,7 @@ func (h *Handlers) ListPage(ctx context.Context, in Invocation[PageState]) (Page
 	sel.IgnoreMissing = true
 	ts, err := backup.Discover(ctx, d.api, sel)
 	if err != nil {
-		if t, ok := st.throttled(err); ok {
-			st.Throttle = t
-			return st, nil
-		}
-		return PageState{}, h.fail(err)
+		return waitOr(h, &st, &st.Throttle, err)
 	}
 	running, err := runningBackups(ctx, d.sfn, in.StateMachine, st.RunKey)
 	if err != nil {

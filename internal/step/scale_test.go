@@ -1,10 +1,7 @@
 package step_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,7 +41,6 @@ func TestRunAtScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("scale simulation")
 	}
-	nodeBin := node(t)
 	s3 := testenv.RequireS3(t)
 	emu := d1emutest.Start(t, d1emu.Options{})
 	const ok, failing = 2000, 15
@@ -57,22 +53,13 @@ func TestRunAtScale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(nodeBin, "simulate.mjs", "--machine", "BackupRun", "--step-bin", binary,
-		"--stub", "BackupDatabase="+filepath.Join(repo, "internal/step/testdata/stub-backup-database.asl.json"),
-		"--wait-ms", "10", "--retry-ms", "10")
-	cmd.Dir = filepath.Join(repo, "scripts/node")
-	cmd.Env = workflowEnv(emu, s3, s3.NewBucket(t), "D1BACKUP_CONCURRENCY=40")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	_ = cmd.Run()
 	var r simReport
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		t.Fatalf("no report (%v)\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
-	}
+	_, stderr := simulateOnce(t, workflowEnv(emu, s3, s3.NewBucket(t), "D1BACKUP_CONCURRENCY=40"), &r, "--machine", "BackupRun",
+		"--stub", "BackupDatabase="+filepath.Join(repo, "internal/step/testdata/stub-backup-database.asl.json"))
 	wantCause := "backup failed for 15 of 2015 databases in run "
 	names := "fail-00, fail-01, fail-02, fail-03, fail-04, fail-05, fail-06, fail-07, fail-08, fail-09 and 5 more."
 	if r.Status != "FAILED" || r.Error != "BackupsFailedError" || !strings.Contains(r.Cause, wantCause) || !strings.Contains(r.Cause, names) {
-		t.Fatalf("run: %s %s %q, want FAILED BackupsFailedError %q ... %q\nstderr: %s", r.Status, r.Error, r.Cause, wantCause, names, stderr.String())
+		t.Fatalf("run: %s %s %q, want FAILED BackupsFailedError %q ... %q\nstderr: %s", r.Status, r.Error, r.Cause, wantCause, names, stderr)
 	}
 
 	run, page, db := r.Machines["BackupRun"], r.Machines["BackupPage"], r.Machines["BackupDatabase"]

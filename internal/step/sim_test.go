@@ -65,6 +65,24 @@ func workflowEnv(emu *d1emutest.Emulator, s3 *testenv.S3, bucket string, extra .
 	return append(env, extra...)
 }
 
+// simulateOnce runs one execution with scripts/node/simulate.mjs (the
+// real handlers) and decodes its report into r; it returns what the run
+// printed.
+func simulateOnce(t *testing.T, env []string, r any, args ...string) (stdout, stderr string) {
+	t.Helper()
+	args = append([]string{"simulate.mjs", "--step-bin", binary, "--wait-ms", "10", "--retry-ms", "10"}, args...)
+	cmd := exec.Command(node(t), args...)
+	cmd.Dir = filepath.Join(repo, "scripts/node")
+	cmd.Env = env
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	_ = cmd.Run()
+	if err := json.Unmarshal(out.Bytes(), r); err != nil {
+		t.Fatalf("simulation printed no report (%v)\nstdout: %s\nstderr: %s", err, out.String(), errOut.String())
+	}
+	return out.String(), errOut.String()
+}
+
 // startSim runs the simulation server until the test ends.
 func startSim(t *testing.T, env []string, args ...string) *sim {
 	t.Helper()

@@ -100,7 +100,7 @@ INSERT INTO items (name) VALUES ('one'), ('two'), ('it''s three');`
 // TestWorkflow executes statemachine/backup-database.asl.json locally, the
 // Lambda tasks running the real handlers against the emulator and versitygw.
 func TestWorkflow(t *testing.T) {
-	nodeBin := node(t)
+	node(t)
 	s := testenv.RequireS3(t)
 	for _, tt := range []struct {
 		name      string
@@ -133,41 +133,31 @@ func TestWorkflow(t *testing.T) {
 				emu.InjectFault(f)
 			}
 			bucket := s.NewBucket(t)
-			cmd := exec.Command(nodeBin, "simulate.mjs",
-				"--definition", filepath.Join(repo, "statemachine/backup-database.asl.json"),
-				"--step-bin", binary, "--input", `{"database_name":"inventory"}`,
-				"--wait-ms", "10", "--retry-ms", "10")
-			cmd.Dir = filepath.Join(repo, "scripts/node")
-			cmd.Env = workflowEnv(emu, s, bucket)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			_ = cmd.Run()
 			var r report
-			if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-				t.Fatalf("simulation printed no report (%v)\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
-			}
+			stdout, stderr := simulateOnce(t, workflowEnv(emu, s, bucket), &r,
+				"--definition", filepath.Join(repo, "statemachine/backup-database.asl.json"), "--input", `{"database_name":"inventory"}`)
 			if r.Status != tt.status || !strings.Contains(r.Error, tt.wantError) || !strings.Contains(r.Cause, tt.wantCause) {
-				t.Fatalf("got %s %s %q, want %s %s %q\nstderr: %s", r.Status, r.Error, r.Cause, tt.status, tt.wantError, tt.wantCause, stderr.String())
+				t.Fatalf("got %s %s %q, want %s %s %q\nstderr: %s", r.Status, r.Error, r.Cause, tt.status, tt.wantError, tt.wantCause, stderr)
 			}
 			if !subsequence(r.Path, tt.wantPath) {
 				t.Errorf("path %v does not pass through %v", r.Path, tt.wantPath)
 			}
 			for _, leak := range []string{emu.Token(), s.SecretAccessKey, "X-Amz-Signature", "/__emu/dumps/"} {
-				if strings.Contains(stdout.String(), leak) {
+				if strings.Contains(stdout, leak) {
 					t.Errorf("simulation output leaks %q", leak)
 				}
 			}
 			if r.Status != "SUCCEEDED" {
-				if strings.Contains(stderr.String(), `"BackupSucceeded"`) {
-					t.Errorf("BackupSucceeded published for a backup that failed:\n%s", stderr.String())
+				if strings.Contains(stderr, `"BackupSucceeded"`) {
+					t.Errorf("BackupSucceeded published for a backup that failed:\n%s", stderr)
 				}
 				return
 			}
 			// The verify step printed the CloudWatch Embedded Metric Format
 			// line the freshness alarms watch, the store step its sizes.
 			for _, want := range []string{`"Namespace":"D1Backup"`, `"BackupSucceeded":1`, `"DumpBytes":`} {
-				if !strings.Contains(stderr.String(), want) {
-					t.Errorf("no %s in the step output:\n%s", want, stderr.String())
+				if !strings.Contains(stderr, want) {
+					t.Errorf("no %s in the step output:\n%s", want, stderr)
 				}
 			}
 			checkBackup(t, s, bucket, r.Output, dump)
