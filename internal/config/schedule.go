@@ -40,8 +40,9 @@ func checkSchedule(v any) error {
 	if rateRe.MatchString(s) {
 		return nil
 	}
-	body, ok := strings.CutPrefix(s, "cron(")
-	if body, ok = strings.CutSuffix(body, ")"); !ok || !strings.HasPrefix(s, "cron(") {
+	body, isCron := strings.CutPrefix(s, "cron(")
+	body, closed := strings.CutSuffix(body, ")")
+	if !isCron || !closed {
 		return fmt.Errorf("must be an EventBridge expression like rate(1 day) or cron(0 3 * * ? *) (six fields, UTC)")
 	}
 	fields := strings.Fields(body)

@@ -21,12 +21,9 @@ type ExportState struct {
 // refused R2 keys fail here, with nothing exported. Its output is ignored
 // (the definition passes its input on).
 func (h *Handlers) CheckDestination(ctx context.Context, in backup.Target) (backup.Target, error) {
-	d, err := h.deps(ctx)
+	d, err := h.storeDeps(ctx)
 	if err != nil {
 		return backup.Target{}, err
-	}
-	if d.store == nil {
-		return backup.Target{}, &backup.ConfigError{Msg: "check-destination has no store (step registry Options)"}
 	}
 	if err := backup.Preflight(ctx, d.store); err != nil {
 		return backup.Target{}, h.fail(err)

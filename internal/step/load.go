@@ -178,6 +178,19 @@ func build(ctx context.Context, opts Options, getenv func(string) string, logTo 
 	return d, nil
 }
 
+// storeDeps returns the clients of a step that uses the bucket, or a
+// ConfigError for a function deployed without it.
+func (h *Handlers) storeDeps(ctx context.Context) (*deps, error) {
+	d, err := h.deps(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if d.store == nil {
+		return nil, &backup.ConfigError{Msg: "this function has no store (step registry Options)"}
+	}
+	return d, nil
+}
+
 // d1Deps returns the clients of a step that calls the D1 API, or a
 // ConfigError for a function deployed without them (a contract bug
 // between the registry and a handler).

@@ -157,19 +157,6 @@ func (s *sim) wait(t *testing.T, arn string) *sfn.DescribeExecutionOutput {
 		Error: aws.String(d.Error), Cause: aws.String(d.Cause), Output: aws.String(d.Output), RedriveCount: aws.Int32(d.RedriveCount)}
 }
 
-type execStats struct {
-	Events      int `json:"events"`
-	Transitions int `json:"transitions"`
-	MaxPayload  int `json:"max_payload_bytes"`
-}
-
-func (s *sim) stats(t *testing.T, arn string) execStats {
-	t.Helper()
-	var st execStats
-	s.control(t, "/__stats", arn, &st)
-	return st
-}
-
 func (s *sim) control(t *testing.T, path, arn string, into any) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"executionArn": arn})

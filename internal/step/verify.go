@@ -38,15 +38,12 @@ type VerifyResult struct {
 // and encrypted ones (the workflow holds no identity, by design), are
 // skipped with the reason in the output.
 func (h *Handlers) Verify(ctx context.Context, in Result) (Result, error) {
-	d, err := h.deps(ctx)
+	d, err := h.storeDeps(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	if in.ManifestKey == "" {
 		return Result{}, &backup.ConfigError{Msg: "verify step input has no manifest_key (the store step's output)"}
-	}
-	if d.store == nil {
-		return Result{}, &backup.ConfigError{Msg: "verify-backup has no store (step registry Options)"}
 	}
 	verifyMax := d.cfg.VerifyMaxBytes
 	skip := func(reason string) (Result, error) {
@@ -104,15 +101,12 @@ func (h *Handlers) succeeded(d *deps, sum backup.Summary) {
 // Prune applies the retention policy to the database of a backup just
 // stored. With no policy configured it keeps everything.
 func (h *Handlers) Prune(ctx context.Context, in Result) (Result, error) {
-	d, err := h.deps(ctx)
+	d, err := h.storeDeps(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	if in.DatabaseID == "" {
 		return Result{}, &backup.ConfigError{Msg: "prune step input has no database_id (the store step's output)"}
-	}
-	if d.store == nil {
-		return Result{}, &backup.ConfigError{Msg: "prune-backups has no store (step registry Options)"}
 	}
 	res, err := backup.Prune(ctx, d.store, in.DatabaseID, d.cfg.Retention, h.now(), false)
 	if err != nil {

@@ -318,7 +318,6 @@ export class LocalStepFunctions {
     };
     const control = {
       '/__wait': async (b) => this.describeExecution({ executionArn: (await this.waitFor(b.executionArn)).arn }),
-      '/__stats': (b) => this.stats(b.executionArn),
     };
     const server = http.createServer((req, res) => {
       let body = '';
