@@ -136,4 +136,3 @@ func TestAlarmEmail(t *testing.T) {
 		})
 	})
 }
-
