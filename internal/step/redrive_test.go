@@ -50,6 +50,7 @@ func TestRedriveDatabase(t *testing.T) {
 			failsAt: "StoreDump", wantError: "StoreFailedError", wantCause: "AccessDenied"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			opts := tt.opts
 			opts.ExportPolls = 2
 			emu := d1emutest.Start(t, opts)
