@@ -233,7 +233,7 @@ export class LocalStepFunctions {
         case 'MapIterationStarted':
         case 'MapIterationSucceeded':
         case 'MapIterationFailed':
-          this.event(exec, ev.type, { mapIterationEventDetails: { name: ev.parentState.name, index: ev.index } });
+          this.event(exec, ev.type, { [`${ev.type[0].toLowerCase()}${ev.type.slice(1)}EventDetails`]: { name: ev.parentState.name, index: ev.index } });
           break;
         default:
       }
