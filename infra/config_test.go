@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +44,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		{"asset dir", got.AssetDir, "build/lambda"},
 		{"verify max", got.VerifyMaxBytes, int64(1 << 30)},
 		{"stale after", got.StaleAfterHours, 36},
+		{"poll cap", got.PollIntervalMax, time.Minute},
+		{"API budget", got.APIRequestBudget, 600},
 	} {
 		if tt.got != tt.want {
 			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
@@ -58,8 +61,8 @@ func TestParseConfigValues(t *testing.T) {
 		get   func(config.Config) any
 		want  any
 	}{
-		{"number from cdk.json", "concurrency", float64(7), func(c config.Config) any { return c.Concurrency }, 7},
-		{"number from -c", "concurrency", "7", func(c config.Config) any { return c.Concurrency }, 7},
+		{"number from cdk.json", "concurrency", float64(6), func(c config.Config) any { return c.Concurrency }, 6},
+		{"number from -c", "concurrency", "6", func(c config.Config) any { return c.Concurrency }, 6},
 		{"list from cdk.json", "databases", []any{"a", " b"}, func(c config.Config) any { return fmt.Sprint(c.Databases) }, "[a b]"},
 		{"list from -c", "include", "prod-*, staging-*", func(c config.Config) any { return fmt.Sprint(c.Include) }, "[prod-* staging-*]"},
 		{"empty means default", "compression", "", func(c config.Config) any { return c.Compression }, "gzip"},
@@ -74,7 +77,9 @@ func TestParseConfigValues(t *testing.T) {
 		{"time zone", "timezone", "Europe/Berlin", func(c config.Config) any { return c.Retention.Location.String() }, "Europe/Berlin"},
 		{"verification off", "verifyMaxMiB", "0", func(c config.Config) any { return c.VerifyMaxBytes }, int64(0)},
 		{"age recipient", "ageRecipients", "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", func(c config.Config) any { return fmt.Sprint(c.Recipients) }, "[age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]"},
-		{"partial secret ARN", "secretArn", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup", func(c config.Config) any { return c.SecretARN }, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup"},
+		{"partial secret ARN", "cloudflareSecretArn", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup", func(c config.Config) any { return c.CloudflareSecretARN }, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup"},
+		{"poll cap", "pollIntervalMaxSeconds", float64(30), func(c config.Config) any { return c.PollIntervalMax }, 30 * time.Second},
+		{"API budget", "apiRequestBudget", "1200", func(c config.Config) any { return c.APIRequestBudget }, 1200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,8 +94,14 @@ func TestParseConfigValues(t *testing.T) {
 			}
 		})
 	}
-	// A longer export is allowed when fewer restarts leave room for it.
+	// Many databases at once are allowed when they poll slowly enough.
 	ctx := required()
+	ctx["concurrency"], ctx["pollIntervalSeconds"], ctx["apiRequestBudget"] = float64(40), float64(20), float64(1200)
+	if _, err := parse(ctx); err != nil {
+		t.Errorf("40 at once polling every 20 s within 1200: %v", err)
+	}
+	// A longer export is allowed when fewer restarts leave room for it.
+	ctx = required()
 	ctx["exportTimeout"], ctx["maxRestarts"] = "3h", float64(0)
 	if cfg, err := parse(ctx); err != nil || cfg.ExportTimeout != 3*time.Hour {
 		t.Errorf("3h export with no restarts: %v, %v", cfg.ExportTimeout, err)
@@ -132,7 +143,15 @@ func TestParseConfigErrors(t *testing.T) {
 		{"include", map[string]any{"include": "ok-*,[a"}, `context "include": "[a" is not a glob pattern (*, ?, [a-z]), got "ok-*,[a"`},
 		{"endpoint", map[string]any{"r2Endpoint": "http://r2.example.com"}, `context "r2Endpoint": must be an https:// URL (or empty for the account's R2 endpoint), got "http://r2.example.com"`},
 		{"email", map[string]any{"alarmEmail": "ops"}, `context "alarmEmail": must be an e-mail address, got "ops"`},
-		{"secret", map[string]any{"secretArn": "arn:aws:s3:::bucket"}, `context "secretArn": must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>), got "arn:aws:s3:::bucket"`},
+		{"secret", map[string]any{"r2SecretArn": "arn:aws:s3:::bucket"}, `context "r2SecretArn": must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>), got "arn:aws:s3:::bucket"`},
+		{"kms key", map[string]any{"secretsKmsKeyArn": "alias/mine"}, `context "secretsKmsKeyArn": must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), got "alias/mine"`},
+		{"history budget", map[string]any{"pollIntervalSeconds": float64(1), "pollIntervalMaxSeconds": float64(1), "exportTimeout": "1h"},
+			`context "pollIntervalMaxSeconds": with pollIntervalSeconds 1s, pollIntervalMaxSeconds 1s, exportTimeout 1h and maxRestarts 2 a database backup may record 98568 history events, over the 20000 this deployment allows (Step Functions fails an execution at 25000): raise the poll interval or its cap, or lower exportTimeout or maxRestarts` + "\n" +
+				`context "concurrency": 4 databases at once polling every 1s may make 1250 Cloudflare API requests in 5 minutes, over apiRequestBudget 600 (Cloudflare allows 1200 for the whole account and then blocks every call for 5 minutes): lower concurrency or raise pollIntervalSeconds`},
+		{"API budget", map[string]any{"concurrency": float64(10)},
+			`context "concurrency": 10 databases at once polling every 5s may make 910 Cloudflare API requests in 5 minutes, over apiRequestBudget 600 (Cloudflare allows 1200 for the whole account and then blocks every call for 5 minutes): lower concurrency or raise pollIntervalSeconds`},
+		{"too many listed databases", map[string]any{"databases": strings.Repeat("db,", 200) + "db"},
+			`context "databases": lists 201 databases; each gets its own alarm, and a stack holds at most 200 of them: use * with include/exclude patterns`},
 		{"stale window", map[string]any{"staleAfterHours": float64(169)}, `context "staleAfterHours": must be a whole number from 1 to 168, got 169`},
 		{"several", map[string]any{"compression": "lz4", "concurrency": float64(0)},
 			`context "compression": must be one of gzip, zstd, none, got "lz4"` + "\n" + `context "concurrency": must be a whole number from 1 to 40, got 0`},

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -177,42 +176,44 @@ func js(v any) string {
 func TestFunctions(t *testing.T) {
 	st := synth(t, nil)
 	fns := st.ofType("AWS::Lambda::Function")
-	if len(fns) != 7 {
-		t.Fatalf("%d functions, want 7", len(fns))
+	if len(fns) != len(step.Registry) {
+		t.Fatalf("%d functions, want %d (one per registered step)", len(fns), len(step.Registry))
 	}
 	want := map[string]struct{ memory, timeout float64 }{
-		"Discover": {256, 60}, "StartExport": {256, 60}, "PollExport": {256, 60}, "StoreDump": {1024, 900},
-		"QueryDump": {1024, 900}, "VerifyBackup": {2048, 900}, "PruneBackups": {256, 300},
+		"Discover": {256, 60}, "ListPage": {256, 120}, "CheckChildren": {256, 300}, "CheckDestination": {256, 60},
+		"StartExport": {256, 60}, "PollExport": {256, 60}, "StoreDump": {1024, 900}, "QueryDump": {1024, 900}, "VerifyBackup": {2048, 900}, "PruneBackups": {256, 300},
 	}
-	for prefix, w := range want {
-		p := fns[st.logicalID(t, "AWS::Lambda::Function", prefix)].Properties
+	for _, d := range step.Registry {
+		w, ok := want[d.State]
+		if !ok {
+			t.Errorf("%s: no expectation", d.State)
+			continue
+		}
+		p := fns[st.logicalID(t, "AWS::Lambda::Function", d.State)].Properties
 		if p["Runtime"] != "provided.al2023" || js(p["Architectures"]) != `["arm64"]` || p["Handler"] != "bootstrap" {
-			t.Errorf("%s: runtime %v, architectures %v, handler %v; want provided.al2023, arm64, bootstrap", prefix, p["Runtime"], p["Architectures"], p["Handler"])
+			t.Errorf("%s: runtime %v, architectures %v, handler %v; want provided.al2023, arm64, bootstrap", d.State, p["Runtime"], p["Architectures"], p["Handler"])
 		}
 		if p["MemorySize"] != w.memory || p["Timeout"] != w.timeout {
-			t.Errorf("%s: memory %v timeout %v, want %v and %v", prefix, p["MemorySize"], p["Timeout"], w.memory, w.timeout)
+			t.Errorf("%s: memory %v timeout %v, want %v and %v", d.State, p["MemorySize"], p["Timeout"], w.memory, w.timeout)
 		}
 		vars := p["Environment"].(map[string]any)["Variables"].(map[string]any)
 		wantVars := map[string]string{
 			config.EnvAccountID: testAccount, config.EnvR2Bucket: "backups", config.EnvCompression: "gzip",
-			config.EnvPollInterval: "5s", config.EnvExportTimeout: "1h", config.EnvMaxRestarts: "2",
+			config.EnvPollInterval: "5s", config.EnvPollIntervalMax: "1m", config.EnvExportTimeout: "1h", config.EnvMaxRestarts: "2",
 			config.EnvPartSize: "16MiB", config.EnvDatabases: "*",
 		}
 		for k, v := range wantVars {
 			if vars[k] != v {
-				t.Errorf("%s: env %s = %v, want %q", prefix, k, vars[k], v)
+				t.Errorf("%s: env %s = %v, want %q", d.State, k, vars[k], v)
 			}
 		}
-		if js(vars[config.EnvSecretARN]) != js(map[string]any{"Ref": st.logicalID(t, "AWS::SecretsManager::Secret", "Credentials")}) {
-			t.Errorf("%s: env %s = %v, want the secret's ARN", prefix, config.EnvSecretARN, vars[config.EnvSecretARN])
-		}
-		for _, k := range []string{config.EnvAPIToken, config.EnvR2AccessKey, config.EnvR2Secret, config.EnvR2Endpoint, config.EnvInclude} {
+		for _, k := range []string{config.EnvAPIToken, config.EnvR2AccessKey, config.EnvR2Secret, config.EnvSealKey, config.EnvR2Endpoint, config.EnvInclude} {
 			if _, ok := vars[k]; ok {
-				t.Errorf("%s: env has %s", prefix, k)
+				t.Errorf("%s: env has %s", d.State, k)
 			}
 		}
 		if p["LoggingConfig"] == nil {
-			t.Errorf("%s: no log group of its own (retention)", prefix)
+			t.Errorf("%s: no log group of its own (retention)", d.State)
 		}
 	}
 	try(t, func() {
@@ -236,119 +237,6 @@ func TestOptionalEnvironment(t *testing.T) {
 	if got := st.Resources[st.logicalID(t, "AWS::Lambda::Function", "StoreDump")].Properties["MemorySize"]; got != float64(1536) {
 		t.Errorf("store memory with 256 MiB parts = %v, want 1536", got)
 	}
-}
-
-func TestSchedule(t *testing.T) {
-	for _, schedule := range []string{"", "rate(6 hours)"} {
-		overrides := map[string]any{}
-		want := config.Defaults().Schedule
-		if schedule != "" {
-			overrides["schedule"] = schedule
-			want = schedule
-		}
-		st := synth(t, overrides)
-		rules := st.ofType("AWS::Events::Rule")
-		if len(rules) != 1 {
-			t.Fatalf("%d rules, want 1", len(rules))
-		}
-		for _, r := range rules {
-			p := r.Properties
-			if p["ScheduleExpression"] != want || p["State"] != "ENABLED" {
-				t.Errorf("rule %v %v, want %s ENABLED", p["ScheduleExpression"], p["State"], want)
-			}
-			target := p["Targets"].([]any)[0].(map[string]any)
-			if js(target["Arn"]) != js(map[string]any{"Ref": st.logicalID(t, "AWS::StepFunctions::StateMachine", "BackupRun")}) {
-				t.Errorf("rule target %v, want the run state machine", target["Arn"])
-			}
-		}
-	}
-}
-
-func TestAlarms(t *testing.T) {
-	st := synth(t, nil)
-	topic := st.logicalID(t, "AWS::SNS::Topic", "Alarms")
-	type key struct{ machine, metric string }
-	got := map[key]bool{}
-	var stale []map[string]any
-	for id, a := range st.ofType("AWS::CloudWatch::Alarm") {
-		p := a.Properties
-		if js(p["AlarmActions"]) != js([]any{map[string]any{"Ref": topic}}) {
-			t.Errorf("%s: actions %v, want the topic", id, p["AlarmActions"])
-		}
-		if p["Namespace"] == config.MetricNamespace {
-			stale = append(stale, p)
-			continue
-		}
-		if p["Threshold"] != float64(1) || p["ComparisonOperator"] != "GreaterThanOrEqualToThreshold" || p["TreatMissingData"] != "notBreaching" {
-			t.Errorf("%s: fires on %v %v (missing data %v), want >= 1", id, p["ComparisonOperator"], p["Threshold"], p["TreatMissingData"])
-		}
-		dims := p["Dimensions"].([]any)
-		ref := dims[0].(map[string]any)["Value"].(map[string]any)["Ref"].(string)
-		got[key{ref, p["MetricName"].(string)}] = true
-	}
-	for _, sm := range []string{"BackupDatabase", "BackupRun"} {
-		id := st.logicalID(t, "AWS::StepFunctions::StateMachine", sm)
-		for _, metric := range []string{"ExecutionsFailed", "ExecutionsTimedOut"} {
-			if !got[key{id, metric}] {
-				t.Errorf("no alarm on %s of %s", metric, sm)
-			}
-		}
-	}
-	if len(st.ofType("AWS::SNS::Subscription")) != 0 {
-		t.Error("e-mail subscription without alarmEmail")
-	}
-	// With databases "*", one silence alarm watches the total.
-	if len(stale) != 1 {
-		t.Fatalf("%d no-recent-backup alarms, want 1", len(stale))
-	}
-	checkStale(t, stale[0], nil)
-}
-
-// checkStale asserts a "no successful backup for N hours" alarm: it fires
-// when the BackupSucceeded sum over the period is below 1, and treats
-// missing data (silence) as breaching.
-func checkStale(t *testing.T, p map[string]any, dims []any) {
-	t.Helper()
-	if p["MetricName"] != config.MetricBackupSucceeded || p["Statistic"] != "Sum" || p["Period"] != float64(36*3600) ||
-		p["ComparisonOperator"] != "LessThanThreshold" || p["Threshold"] != float64(1) || p["TreatMissingData"] != "breaching" {
-		t.Errorf("no-recent-backup alarm %s", js(p))
-	}
-	if js(p["Dimensions"]) != js(dims) {
-		t.Errorf("alarm dimensions %s, want %s", js(p["Dimensions"]), js(dims))
-	}
-}
-
-func TestStaleAlarmsPerDatabase(t *testing.T) {
-	st := synth(t, map[string]any{"databases": "shop,blog", "staleAfterHours": "36"})
-	var got []string
-	for _, a := range st.ofType("AWS::CloudWatch::Alarm") {
-		p := a.Properties
-		if p["Namespace"] != config.MetricNamespace {
-			continue
-		}
-		dims := p["Dimensions"].([]any)
-		checkStale(t, p, dims)
-		d := dims[0].(map[string]any)
-		if d["Name"] != config.MetricDimensionDatabase {
-			t.Errorf("dimension %v, want %s", d["Name"], config.MetricDimensionDatabase)
-		}
-		got = append(got, d["Value"].(string))
-	}
-	slices.Sort(got)
-	if js(got) != `["blog","shop"]` {
-		t.Errorf("no-recent-backup alarms for %v, want blog and shop", got)
-	}
-}
-
-func TestAlarmEmail(t *testing.T) {
-	st := synth(t, map[string]any{"alarmEmail": "ops@example.com"})
-	try(t, func() {
-		st.assert.ResourceCountIs(jsii.String("AWS::SNS::Subscription"), jsii.Number(1))
-		st.assert.HasResourceProperties(jsii.String("AWS::SNS::Subscription"), map[string]any{
-			"Protocol": "email", "Endpoint": "ops@example.com",
-			"TopicArn": map[string]any{"Ref": st.logicalID(t, "AWS::SNS::Topic", "Alarms")},
-		})
-	})
 }
 
 // statements returns every IAM statement of the template with the roles its
@@ -391,74 +279,6 @@ func (st *stackTemplate) roleOf(t *testing.T, typ, prefix string) string {
 	return p["Role"+map[bool]string{true: "Arn", false: ""}[typ == "AWS::StepFunctions::StateMachine"]].(map[string]any)["Fn::GetAtt"].([]any)[0].(string)
 }
 
-func TestSecretReadOnlyByFunctions(t *testing.T) {
-	st := synth(t, nil)
-	secret := st.logicalID(t, "AWS::SecretsManager::Secret", "Credentials")
-	p := st.Resources[secret].Properties
-	gen := p["GenerateSecretString"].(map[string]any)
-	var tmpl map[string]string
-	if err := json.Unmarshal([]byte(gen["SecretStringTemplate"].(string)), &tmpl); err != nil {
-		t.Fatal(err)
-	}
-	if want := map[string]string{config.EnvAPIToken: "", config.EnvR2AccessKey: "", config.EnvR2Secret: ""}; !maps.Equal(tmpl, want) {
-		t.Errorf("secret template %v, want %v", tmpl, want)
-	}
-	if _, ok := p["SecretString"]; ok {
-		t.Error("secret value in the template")
-	}
-
-	var readers []string
-	for _, s := range st.statements() {
-		if slices.Contains(s.actions, "secretsmanager:GetSecretValue") {
-			if s.resources != js(map[string]any{"Ref": secret}) {
-				t.Errorf("GetSecretValue on %s, want only the secret", s.resources)
-			}
-			readers = append(readers, s.roles...)
-		}
-	}
-	var want []string
-	for _, fn := range []string{"Discover", "StartExport", "PollExport", "StoreDump", "QueryDump", "Verify", "Prune"} {
-		want = append(want, st.roleOf(t, "AWS::Lambda::Function", fn))
-	}
-	sort.Strings(readers)
-	sort.Strings(want)
-	if !slices.Equal(readers, want) {
-		t.Errorf("roles that read the secret %v, want the seven function roles %v", readers, want)
-	}
-}
-
-func TestImportedSecret(t *testing.T) {
-	for _, arn := range []string{
-		"arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup-AbC123",
-		"arn:aws:secretsmanager:eu-west-1:123456789012:secret:d1backup",
-	} {
-		st := synth(t, map[string]any{"secretArn": arn})
-		if n := len(st.ofType("AWS::SecretsManager::Secret")); n != 0 {
-			t.Errorf("%s: %d secrets created, want the imported one only", arn, n)
-		}
-		for _, fn := range st.ofType("AWS::Lambda::Function") {
-			if got := fn.Properties["Environment"].(map[string]any)["Variables"].(map[string]any)[config.EnvSecretARN]; got != arn {
-				t.Errorf("env %s = %v, want %s", config.EnvSecretARN, got, arn)
-			}
-		}
-		n := 0
-		for _, s := range st.statements() {
-			if slices.Contains(s.actions, "secretsmanager:GetSecretValue") {
-				n++
-				if !strings.Contains(s.resources, "secret:d1backup") {
-					t.Errorf("%s: GetSecretValue on %s", arn, s.resources)
-				}
-			}
-		}
-		if n != 7 {
-			t.Errorf("%s: %d GetSecretValue grants, want 7", arn, n)
-		}
-		if st.Outputs["CredentialsSecretArn"].(map[string]any)["Value"] != arn {
-			t.Errorf("output %v, want %s", st.Outputs["CredentialsSecretArn"], arn)
-		}
-	}
-}
-
 func TestNoWildcardActions(t *testing.T) {
 	st := synth(t, nil)
 	for _, s := range st.statements() {
@@ -484,57 +304,170 @@ func TestNoWildcardActions(t *testing.T) {
 	}
 }
 
+// invoked lists the functions a role may invoke, by logical ID.
+func (st *stackTemplate) invoked(t *testing.T, role string) []string {
+	t.Helper()
+	var out []string
+	for _, s := range st.statements() {
+		if !slices.Contains(s.roles, role) || !slices.Contains(s.actions, "lambda:InvokeFunction") {
+			continue
+		}
+		for _, d := range step.Registry {
+			id := st.logicalID(t, "AWS::Lambda::Function", d.State)
+			if strings.Contains(s.resources, `"`+id+`"`) && !slices.Contains(out, d.State) {
+				out = append(out, d.State)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// grantsOf lists a role's statements as "action resources" lines.
+func (st *stackTemplate) grantsOf(role string) string {
+	var lines []string
+	for _, s := range st.statements() {
+		if slices.Contains(s.roles, role) {
+			for _, a := range s.actions {
+				lines = append(lines, a+" "+s.resources)
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Each machine may invoke exactly the functions of its Task states, and
+// start, follow and stop exactly its child machine's executions.
 func TestStateMachinePermissions(t *testing.T) {
 	st := synth(t, nil)
-	fnArn := func(prefix string) string {
-		return js(map[string]any{"Fn::GetAtt": []any{st.logicalID(t, "AWS::Lambda::Function", prefix), "Arn"}})
-	}
-	database := st.logicalID(t, "AWS::StepFunctions::StateMachine", "BackupDatabase")
-	perRole := map[string][]string{} // role -> "action on resource"
-	for _, s := range st.statements() {
-		for _, r := range s.roles {
-			for _, a := range s.actions {
-				perRole[r] = append(perRole[r], a+" "+s.resources)
+	child := map[string]string{step.MachineRun: step.MachinePage, step.MachinePage: step.MachineDatabase}
+	for _, m := range step.Machines {
+		role := st.roleOf(t, "AWS::StepFunctions::StateMachine", m)
+		var want []string
+		for _, d := range step.Registry {
+			if d.In(m) {
+				want = append(want, d.State)
 			}
 		}
-	}
-	invoked := func(role string) (fns []string) {
-		for _, g := range perRole[role] {
-			if strings.HasPrefix(g, "lambda:InvokeFunction ") {
-				fns = append(fns, g)
+		slices.Sort(want)
+		if got := st.invoked(t, role); !slices.Equal(got, want) {
+			t.Errorf("%s invokes %v, want %v", m, got, want)
+		}
+		grants := st.grantsOf(role)
+		c, ok := child[m]
+		if !ok {
+			if strings.Contains(grants, "states:") {
+				t.Errorf("%s may touch executions:\n%s", m, grants)
+			}
+			continue
+		}
+		id := st.logicalID(t, "AWS::StepFunctions::StateMachine", c)
+		for _, want := range []string{
+			"states:StartExecution " + js(map[string]any{"Ref": id}),
+			"states:DescribeExecution {\"Fn::Join\"", "states:StopExecution {\"Fn::Join\"",
+			"events:PutTargets", "events:PutRule", "events:DescribeRule", "rule/StepFunctionsGetEventsForStepFunctionsExecutionRule",
+			`":execution:",{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"` + id + `"}]}]},":*"`,
+		} {
+			if !strings.Contains(grants, want) {
+				t.Errorf("%s lacks %q; has:\n%s", m, want, grants)
 			}
 		}
-		return fns
-	}
-	dbRole := st.roleOf(t, "AWS::StepFunctions::StateMachine", "BackupDatabase")
-	got := invoked(dbRole)
-	for _, fn := range []string{"StartExport", "PollExport", "StoreDump", "QueryDump", "Verify", "Prune"} {
-		if !slices.ContainsFunc(got, func(g string) bool { return strings.Contains(g, fnArn(fn)) }) {
-			t.Errorf("database state machine may not invoke %s", fn)
+		if n := strings.Count(grants, "states:StartExecution"); n != 1 {
+			t.Errorf("%s may start executions of %d machines, want only %s", m, n, c)
 		}
 	}
-	if len(got) != 6 || strings.Contains(strings.Join(got, " "), fnArn("Discover")) {
-		t.Errorf("database state machine invokes %v, want exactly its 6 functions", got)
-	}
+}
 
-	runRole := st.roleOf(t, "AWS::StepFunctions::StateMachine", "BackupRun")
-	if got := invoked(runRole); len(got) != 1 || !strings.Contains(got[0], fnArn("Discover")) {
-		t.Errorf("run state machine invokes %v, want only discover", got)
-	}
-	grants := strings.Join(perRole[runRole], "\n")
-	for _, want := range []string{
-		"states:StartExecution " + js(map[string]any{"Ref": database}),
-		"states:DescribeExecution {\"Fn::Join\"",
-		"states:StopExecution {\"Fn::Join\"",
-		"events:PutTargets", "events:PutRule", "events:DescribeRule",
-		"rule/StepFunctionsGetEventsForStepFunctionsExecutionRule",
+// The steps that read the workflow's executions may do exactly that, on
+// the machines whose executions they look after.
+func TestWorkflowAccess(t *testing.T) {
+	st := synth(t, nil)
+	db := st.logicalID(t, "AWS::StepFunctions::StateMachine", step.MachineDatabase)
+	page := st.logicalID(t, "AWS::StepFunctions::StateMachine", step.MachinePage)
+	for fn, want := range map[string][]string{
+		"ListPage":      {"states:ListExecutions " + js(map[string]any{"Ref": db}), "states:DescribeExecution"},
+		"CheckChildren": {"states:StartExecution", "states:DescribeExecution", "states:RedriveExecution", "states:GetExecutionHistory"},
 	} {
-		if !strings.Contains(grants, want) {
-			t.Errorf("run state machine lacks %q; has:\n%s", want, grants)
+		grants := st.grantsOf(st.roleOf(t, "AWS::Lambda::Function", fn))
+		for _, w := range want {
+			if !strings.Contains(grants, w) {
+				t.Errorf("%s lacks %q:\n%s", fn, w, grants)
+			}
+		}
+		if fn == "ListPage" && (strings.Contains(grants, page) || strings.Contains(grants, "Redrive")) {
+			t.Errorf("ListPage may touch more than the database backups:\n%s", grants)
 		}
 	}
-	if !strings.Contains(grants, `":execution:",{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"`+database+`"}]}]},":*"`) {
-		t.Errorf("Describe/StopExecution not limited to the database state machine's executions:\n%s", grants)
+	for _, d := range step.Registry {
+		if d.Options.StepFunctions {
+			continue
+		}
+		if g := st.grantsOf(st.roleOf(t, "AWS::Lambda::Function", d.State)); strings.Contains(g, "states:") {
+			t.Errorf("%s may touch executions:\n%s", d.State, g)
+		}
+	}
+}
+
+// CloudFormation refuses a template whose resources depend on each other
+// in a circle (a function named in a definition whose policy names the
+// state machine): none may.
+func TestNoDependencyCycle(t *testing.T) {
+	st := synth(t, nil)
+	var raw struct{ Resources map[string]map[string]any }
+	b, _ := json.Marshal(st.assert.ToJSON())
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	deps := map[string][]string{}
+	for id, r := range raw.Resources {
+		var walk func(v any)
+		walk = func(v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				if ref, ok := v["Ref"].(string); ok {
+					deps[id] = append(deps[id], ref)
+				}
+				if ga, ok := v["Fn::GetAtt"].([]any); ok {
+					deps[id] = append(deps[id], ga[0].(string))
+				}
+				for _, x := range v {
+					walk(x)
+				}
+			case []any:
+				for _, x := range v {
+					walk(x)
+				}
+			}
+		}
+		walk(r["Properties"])
+		switch d := r["DependsOn"].(type) {
+		case string:
+			deps[id] = append(deps[id], d)
+		case []any:
+			for _, x := range d {
+				deps[id] = append(deps[id], x.(string))
+			}
+		}
+	}
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(id string, path []string)
+	visit = func(id string, path []string) {
+		switch state[id] {
+		case 1:
+			t.Fatalf("dependency cycle: %s", strings.Join(append(path, id), " -> "))
+		case 2:
+			return
+		}
+		state[id] = 1
+		for _, d := range deps[id] {
+			if _, ok := raw.Resources[d]; ok {
+				visit(d, append(path, id))
+			}
+		}
+		state[id] = 2
+	}
+	for id := range raw.Resources {
+		visit(id, nil)
 	}
 }
 
@@ -595,23 +528,26 @@ func definition(t *testing.T, r resource) (raw string, resolved string) {
 }
 
 func TestStateMachineDefinitions(t *testing.T) {
-	st := synth(t, map[string]any{"concurrency": "7"})
-	embedded := map[string]string{"BackupDatabase": statemachine.BackupDatabase, "BackupRun": statemachine.BackupRun}
-	for prefix, want := range embedded {
-		r := st.Resources[st.logicalID(t, "AWS::StepFunctions::StateMachine", prefix)]
+	st := synth(t, map[string]any{"concurrency": "6"})
+	for name, want := range statemachine.Definitions {
+		r := st.Resources[st.logicalID(t, "AWS::StepFunctions::StateMachine", name)]
 		raw, resolved := definition(t, r)
 		if raw != want {
-			t.Errorf("%s: definition differs from the embedded one", prefix)
+			t.Errorf("%s: definition differs from the embedded one", name)
 		}
-		asltest.Validate(t, prefix+".asl.json", resolved)
+		asltest.Validate(t, name+".asl.json", resolved)
 	}
-	run := st.Resources[st.logicalID(t, "AWS::StepFunctions::StateMachine", "BackupRun")]
+	run := st.Resources[st.logicalID(t, "AWS::StepFunctions::StateMachine", step.MachineRun)]
 	subs := run.Properties["DefinitionSubstitutions"].(map[string]any)
-	if subs["MaxConcurrency"] != "7" {
-		t.Errorf("MaxConcurrency = %v, want 7", subs["MaxConcurrency"])
+	if subs["MaxConcurrency"] != "6" {
+		t.Errorf("MaxConcurrency = %v, want 6", subs["MaxConcurrency"])
 	}
-	if js(subs["BackupDatabaseStateMachineArn"]) != js(map[string]any{"Ref": st.logicalID(t, "AWS::StepFunctions::StateMachine", "BackupDatabase")}) {
-		t.Errorf("run starts %v, want the database state machine", subs["BackupDatabaseStateMachineArn"])
+	if js(subs["BackupPageStateMachineArn"]) != js(map[string]any{"Ref": st.logicalID(t, "AWS::StepFunctions::StateMachine", step.MachinePage)}) {
+		t.Errorf("run starts %v, want the page state machine", subs["BackupPageStateMachineArn"])
+	}
+	page := st.Resources[st.logicalID(t, "AWS::StepFunctions::StateMachine", step.MachinePage)]
+	if js(page.Properties["DefinitionSubstitutions"].(map[string]any)["BackupDatabaseStateMachineArn"]) != js(map[string]any{"Ref": st.logicalID(t, "AWS::StepFunctions::StateMachine", step.MachineDatabase)}) {
+		t.Errorf("page starts %v, want the database state machine", page.Properties["DefinitionSubstitutions"])
 	}
 }
 
@@ -619,8 +555,10 @@ func TestOutputs(t *testing.T) {
 	st := synth(t, nil)
 	want := map[string]string{
 		"BackupRunStateMachineArn":      st.logicalID(t, "AWS::StepFunctions::StateMachine", "BackupRun"),
+		"BackupPageStateMachineArn":     st.logicalID(t, "AWS::StepFunctions::StateMachine", "BackupPage"),
 		"BackupDatabaseStateMachineArn": st.logicalID(t, "AWS::StepFunctions::StateMachine", "BackupDatabase"),
-		"CredentialsSecretArn":          st.logicalID(t, "AWS::SecretsManager::Secret", "Credentials"),
+		"CloudflareSecretArn":           st.logicalID(t, "AWS::SecretsManager::Secret", "CloudflareCredentials"),
+		"R2SecretArn":                   st.logicalID(t, "AWS::SecretsManager::Secret", "R2Credentials"),
 		"AlarmTopicArn":                 st.logicalID(t, "AWS::SNS::Topic", "Alarms"),
 	}
 	for name, id := range want {
@@ -665,8 +603,8 @@ func TestMainCommand(t *testing.T) {
 			asltest.Validate(t, id+".asl.json", resolved)
 		}
 	}
-	if n != 2 {
-		t.Errorf("%d state machines in the synthesized template, want 2", n)
+	if n != len(step.Machines) {
+		t.Errorf("%d state machines in the synthesized template, want %d", n, len(step.Machines))
 	}
 }
 

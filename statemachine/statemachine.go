@@ -15,26 +15,45 @@ import (
 	"strings"
 )
 
-// BackupDatabase is the per-database workflow: start a D1 export, poll it
-// with Wait states until it completes, store the dump in R2. Its input is a
-// Target, its output a Summary (see internal/backup).
+// BackupDatabase is the per-database workflow: check the bucket, start a D1
+// export, poll it with Wait states until it completes, store the dump in
+// R2, verify it, apply retention. Its input is a Target, its output a
+// Summary with verification and retention (see internal/step).
 //
-// Placeholders: StartExportFunctionArn, PollExportFunctionArn,
-// StoreDumpFunctionArn.
+// Placeholders: ${<State>FunctionArn} of its registered steps.
 //
 //go:embed backup-database.asl.json
 var BackupDatabase string
 
-// BackupRun is the scheduled run: discover the databases, back up each as its
-// own execution of BackupDatabase with bounded concurrency, and fail naming
-// the databases that failed.
+// BackupPage backs up one page of a run's databases: list them, back up
+// each as its own execution of BackupDatabase with bounded concurrency,
+// check the results.
 //
-// Placeholders: DiscoverFunctionArn, BackupDatabaseStateMachineArn and
-// MaxConcurrency (a decimal integer; it sits inside a string in the
-// definition so the file stays valid JSON, and is turned into a number there).
+// Placeholders: ${<State>FunctionArn} of its registered steps and
+// BackupDatabaseStateMachineArn.
+//
+//go:embed backup-page.asl.json
+var BackupPage string
+
+// BackupRun is the scheduled run: discover the databases, split them into
+// pages, back up each page as its own execution of BackupPage, check the
+// results.
+//
+// Placeholders: ${<State>FunctionArn} of its registered steps,
+// BackupPageStateMachineArn and MaxConcurrency (a decimal integer; it sits
+// inside a string in the definition so the file stays valid JSON, and is
+// turned into a number there).
 //
 //go:embed backup-run.asl.json
 var BackupRun string
+
+// Definitions maps each state machine's name (as in internal/step's
+// Machines) to its definition.
+var Definitions = map[string]string{
+	"BackupRun":      BackupRun,
+	"BackupPage":     BackupPage,
+	"BackupDatabase": BackupDatabase,
+}
 
 // placeholder matches ${Name} the way CloudFormation's DefinitionSubstitutions do.
 var placeholder = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}`)

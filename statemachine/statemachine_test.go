@@ -2,11 +2,13 @@ package statemachine_test
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/step"
@@ -37,6 +39,7 @@ func classNames(kind backup.Kind) []string {
 var dummy = func() map[string]string {
 	m := map[string]string{
 		"BackupDatabaseStateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:backup-database",
+		"BackupPageStateMachineArn":     "arn:aws:states:us-east-1:123456789012:stateMachine:backup-page",
 		"MaxConcurrency":                "4",
 	}
 	for _, d := range step.Registry {
@@ -50,7 +53,7 @@ var dummy = func() map[string]string {
 func placeholdersOf(machine string, extra ...string) []string {
 	out := extra
 	for _, d := range step.Registry {
-		if d.Machine == machine {
+		if d.In(machine) {
 			out = append(out, d.FunctionArnPlaceholder())
 		}
 	}
@@ -72,8 +75,8 @@ func definitions(t *testing.T) map[string]string {
 		}
 		defs[f] = string(b)
 	}
-	if len(defs) != 2 {
-		t.Fatalf("found %d *.asl.json files, want 2", len(defs))
+	if len(defs) != len(step.Machines) {
+		t.Fatalf("found %d *.asl.json files, want %d", len(defs), len(step.Machines))
 	}
 	return defs
 }
@@ -95,6 +98,7 @@ func TestEmbeddedDefinitionsMatchFiles(t *testing.T) {
 	defs := definitions(t)
 	for file, embedded := range map[string]string{
 		"backup-database.asl.json": statemachine.BackupDatabase,
+		"backup-page.asl.json":     statemachine.BackupPage,
 		"backup-run.asl.json":      statemachine.BackupRun,
 	} {
 		if defs[file] != embedded {
@@ -110,7 +114,8 @@ func TestPlaceholders(t *testing.T) {
 		want []string
 	}{
 		{"database", statemachine.BackupDatabase, placeholdersOf(step.MachineDatabase)},
-		{"run", statemachine.BackupRun, placeholdersOf(step.MachineRun, "BackupDatabaseStateMachineArn", "MaxConcurrency")},
+		{"page", statemachine.BackupPage, placeholdersOf(step.MachinePage, "BackupDatabaseStateMachineArn")},
+		{"run", statemachine.BackupRun, placeholdersOf(step.MachineRun, "BackupPageStateMachineArn", "MaxConcurrency")},
 		{"repeated and sorted", `${B} ${A} ${B}`, []string{"A", "B"}},
 		{"none", `{"a": "$.b"}`, nil},
 	}
@@ -164,11 +169,12 @@ func TestSubstituteMaxConcurrencyBecomesNumber(t *testing.T) {
 		t.Fatal(err)
 	}
 	sm := parse(t, def)
-	got := sm.States["Discover"].ResultSelector["max_concurrency.$"]
-	if want := "States.StringToJson('4')"; got != want {
+	payload, _ := sm.States["Discover"].Parameters["Payload"].(map[string]any)
+	if got, want := payload["max_concurrency.$"], "States.StringToJson('4')"; got != want {
 		t.Errorf("max_concurrency = %v, want %q", got, want)
 	}
-	if got := sm.States["BackupDatabases"].MaxConcurrencyPath; got != "$.max_concurrency" {
+	page := parse(t, statemachine.BackupPage)
+	if got := page.States["BackupDatabases"].MaxConcurrencyPath; got != "$.max_concurrency" {
 		t.Errorf("MaxConcurrencyPath = %q, want $.max_concurrency", got)
 	}
 }
@@ -187,6 +193,7 @@ type state struct {
 	QueryLanguage                          string
 	Parameters, ResultSelector             map[string]any
 	OutputPath                             string
+	ResultPath                             json.RawMessage
 	TimeoutSeconds                         int
 	Retry                                  []struct {
 		ErrorEquals                                   []string
@@ -205,6 +212,7 @@ type state struct {
 	SecondsPath                        string
 	Error, ErrorPath, Cause, CausePath string
 	ItemsPath, MaxConcurrencyPath      string
+	MaxConcurrency                     int
 	ItemProcessor                      *machine
 	Assign, Arguments, Output          any
 }
@@ -254,16 +262,19 @@ func TestEveryDefinition(t *testing.T) {
 				}
 				switch s.Type {
 				case "Fail":
-					if s.Error == "" && s.ErrorPath == "" || s.Cause == "" && s.CausePath == "" {
-						t.Errorf("%s: Fail without both an Error and a Cause", sn)
-					}
+					// Redrive reruns the states entered and never exited: a
+					// failure routed into a Fail state would fail again at
+					// once. Failures end executions at the Task that failed.
+					t.Errorf("%s: a Fail state makes redrive a no-op", sn)
 				case "Wait":
 					if s.SecondsPath == "" || s.Seconds != nil {
 						t.Errorf("%s: Wait must read its interval with SecondsPath", sn)
 					}
 				case "Task":
 					if s.Resource == "arn:aws:states:::lambda:invoke" {
-						checkLambdaTask(t, m, sn, s)
+						checkLambdaTask(t, sn, s)
+					} else {
+						checkChildTask(t, sn, s)
 					}
 				}
 			}
@@ -271,18 +282,27 @@ func TestEveryDefinition(t *testing.T) {
 	}
 }
 
-// checkLambdaTask asserts the error handling every Lambda task shares.
-func checkLambdaTask(t *testing.T, m machine, name string, s state) {
+// checkLambdaTask asserts the error handling every Lambda task shares: the
+// recommended retries of Lambda's own errors, every retryable class retried
+// with capped jittered backoff, nothing else retried, no catch-all (the
+// execution stops at the Task that failed, with its error and cause, so a
+// redrive reruns it), and a timeout above the function's.
+func checkLambdaTask(t *testing.T, name string, s state) {
 	t.Helper()
-	if s.TimeoutSeconds == 0 {
-		t.Errorf("%s: no TimeoutSeconds (aws-local-stepfunctions would time it out at 60 s)", name)
+	def, ok := registered(name)
+	if !ok {
+		t.Errorf("%s: not a registered step", name)
+		return
 	}
-	if !strings.HasPrefix(s.Parameters["FunctionName"].(string), "${") {
-		t.Errorf("%s: FunctionName %v is not a placeholder", name, s.Parameters["FunctionName"])
+	if got, want := time.Duration(s.TimeoutSeconds)*time.Second, def.TaskTimeout(); got != want {
+		t.Errorf("%s: TimeoutSeconds %s, want %s (the function's %s + %s)", name, got, want, def.Timeout, step.TaskTimeoutMargin)
+	}
+	if fn, _ := s.Parameters["FunctionName"].(string); fn != "${"+def.FunctionArnPlaceholder()+"}" {
+		t.Errorf("%s: FunctionName %v, want ${%s}", name, s.Parameters["FunctionName"], def.FunctionArnPlaceholder())
 	}
 	retried := map[string]bool{}
 	for _, r := range s.Retry {
-		if r.BackoffRate < 2 || r.MaxAttempts < 3 || r.MaxDelaySeconds == 0 || r.JitterStrategy != "FULL" {
+		if r.BackoffRate < 2 || r.MaxAttempts < 2 || r.MaxDelaySeconds == 0 || r.JitterStrategy != "FULL" {
 			t.Errorf("%s: retrier %v lacks a capped, jittered backoff", name, r.ErrorEquals)
 		}
 		for _, e := range r.ErrorEquals {
@@ -299,74 +319,123 @@ func checkLambdaTask(t *testing.T, m machine, name string, s state) {
 			t.Errorf("%s: retries %s", name, e)
 		}
 	}
-	if len(s.Catch) == 0 {
-		t.Fatalf("%s: no Catch", name)
+	for _, c := range s.Catch {
+		if slices.Contains(c.ErrorEquals, "States.ALL") || slices.Contains(c.ErrorEquals, "States.TaskFailed") {
+			t.Errorf("%s: catches %v: the execution would not stop at the Task that failed", name, c.ErrorEquals)
+		}
 	}
-	last := s.Catch[len(s.Catch)-1]
-	if !slices.Equal(last.ErrorEquals, []string{"States.ALL"}) || last.ResultPath != "$.error" {
-		t.Errorf("%s: last catcher = %+v, want States.ALL into $.error", name, last)
+}
+
+// checkChildTask asserts a Map iteration that runs a child execution: it
+// records any failure (so one failed child neither cancels the others nor
+// fails the Map, which a redrive would rerun whole) and never retries one.
+func checkChildTask(t *testing.T, name string, s state) {
+	t.Helper()
+	if s.Resource != "arn:aws:states:::states:startExecution.sync:2" {
+		t.Errorf("%s: resource %s", name, s.Resource)
 	}
-	fail := m.States[last.Next]
-	if fail.Type != "Fail" || fail.ErrorPath != "$.error.Error" || fail.CausePath != "$.error.Cause" {
-		t.Errorf("%s: States.ALL goes to %s %+v, want a Fail reporting $.error.Error and $.error.Cause", name, last.Next, fail)
+	for _, r := range s.Retry {
+		if slices.Contains(r.ErrorEquals, "States.ALL") || slices.Contains(r.ErrorEquals, "States.TaskFailed") {
+			t.Errorf("%s: retries %v: a failed child would run again", name, r.ErrorEquals)
+		}
 	}
+	if len(s.Catch) != 1 || !slices.Equal(s.Catch[0].ErrorEquals, []string{"States.ALL"}) {
+		t.Errorf("%s: catchers %+v, want one States.ALL into a record", name, s.Catch)
+	}
+	if name, ok := s.Parameters["Name.$"].(string); !ok || !strings.HasPrefix(name, "States.Format(") {
+		t.Errorf("%s: child name %v, want a deterministic name from the run key", name, s.Parameters["Name.$"])
+	}
+	if input, _ := s.Parameters["Input"].(map[string]any); input["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$"] != "$$.Execution.Id" {
+		t.Errorf("%s: child Input %v does not link the child to its parent", name, input)
+	}
+	if s.TimeoutSeconds == 0 {
+		t.Errorf("%s: no TimeoutSeconds (aws-local-stepfunctions would time it out at 60 s)", name)
+	}
+}
+
+func registered(state string) (step.Def, bool) {
+	for _, d := range step.Registry {
+		if d.State == state {
+			return d, true
+		}
+	}
+	return step.Def{}, false
+}
+
+// flow checks Task/Choice transitions: from -> next.
+func flow(t *testing.T, m machine, edges map[string]string) {
+	t.Helper()
+	for from, want := range edges {
+		if got := m.States[from].Next; got != want {
+			t.Errorf("%s.Next = %q, want %s", from, got, want)
+		}
+	}
+}
+
+// choiceTargets maps a Choice state's variables (and tests) to targets.
+func choiceTargets(m machine, name string) map[string]string {
+	out := map[string]string{"default": m.States[name].Default}
+	for _, c := range m.States[name].Choices {
+		key := c.Variable
+		if c.StringEquals != "" {
+			key += "==" + c.StringEquals
+		}
+		out[key] = c.Next
+	}
+	return out
 }
 
 func TestBackupDatabaseFlow(t *testing.T) {
 	m := parse(t, statemachine.BackupDatabase)
-	if m.StartAt != "StartExport" {
-		t.Errorf("StartAt = %s", m.StartAt)
+	if m.StartAt != "CheckDestination" {
+		t.Errorf("StartAt = %s, want the preflight before any export", m.StartAt)
 	}
-	for _, tt := range []struct{ task, next string }{{"StartExport", "ExportStatus"}, {"PollExport", "ExportStatus"}, {"StoreDump", "VerifyBackup"}, {"VerifyBackup", "PruneBackups"}, {"PruneBackups", "BackupStored"}} {
-		if got := m.States[tt.task].Next; got != tt.next {
-			t.Errorf("%s.Next = %s, want %s", tt.task, got, tt.next)
+	flow(t, m, map[string]string{
+		"CheckDestination": "StartExport", "StartExport": "Started", "WaitToStart": "StartExport",
+		"WaitToPoll": "PollExport", "WaitForExport": "PollExport", "PollExport": "ExportStatus",
+		"StoreDump": "Stored", "QueryDump": "VerifyBackup", "VerifyBackup": "PruneBackups", "PruneBackups": "BackupStored",
+	})
+	if rp := string(m.States["CheckDestination"].ResultPath); rp != "null" {
+		t.Errorf("CheckDestination ResultPath %s, want null (its input goes on)", rp)
+	}
+	for name, want := range map[string]map[string]string{
+		"Started":      {"$.retry_after_seconds": "WaitToStart", "default": "ExportStatus"},
+		"ExportStatus": {"$.retry_after_seconds": "WaitToPoll", "$.status==complete": "StoreDump", "$.status==query": "QueryDump", "default": "WaitForExport"},
+		"Stored":       {"$.manifest_key": "VerifyBackup", "default": "StoreDump"},
+	} {
+		if got := choiceTargets(m, name); !maps.Equal(got, want) {
+			t.Errorf("%s routes %v, want %v", name, got, want)
 		}
 	}
-	for task, want := range map[string]int{"StartExport": 60, "PollExport": 60, "StoreDump": 900, "VerifyBackup": 900, "PruneBackups": 300} {
-		if got := m.States[task].TimeoutSeconds; got != want {
-			t.Errorf("%s.TimeoutSeconds = %d, want %d", task, got, want)
+	for wait, path := range map[string]string{"WaitToStart": "$.retry_after_seconds", "WaitToPoll": "$.retry_after_seconds", "WaitForExport": "$.poll_interval_seconds"} {
+		if got := m.States[wait].SecondsPath; got != path {
+			t.Errorf("%s waits %s, want %s", wait, got, path)
 		}
-	}
-
-	choice := m.States["ExportStatus"]
-	got := map[string]string{}
-	for _, c := range choice.Choices {
-		if c.Variable != "$.status" {
-			t.Errorf("choice on %s, want $.status", c.Variable)
-		}
-		got[c.StringEquals] = c.Next
-	}
-	want := map[string]string{"complete": "StoreDump", "error": "ExportFailed", "active": "WaitForExport"}
-	for status, next := range want {
-		if got[status] != next {
-			t.Errorf("status %s goes to %q, want %s", status, got[status], next)
-		}
-	}
-	if m.States[choice.Default].Type != "Fail" {
-		t.Errorf("default choice %s is not a Fail state", choice.Default)
-	}
-	if w := m.States["WaitForExport"]; w.SecondsPath != "$.poll_interval_seconds" || w.Next != "PollExport" {
-		t.Errorf("WaitForExport = %+v", w)
-	}
-	if f := m.States["ExportFailed"]; f.Type != "Fail" || f.CausePath != "$.error" || f.Error == "" {
-		t.Errorf("ExportFailed = %+v, want a Fail with D1's error as cause", f)
 	}
 	if m.States["BackupStored"].Type != "Succeed" {
 		t.Error("BackupStored is not a Succeed state")
 	}
-
+	// The export steps get the execution's context (redrive count and
+	// time) beside the state.
+	for _, task := range []string{"StartExport", "PollExport"} {
+		p, _ := m.States[task].Parameters["Payload"].(map[string]any)
+		if p["state.$"] != "$" || p["execution.$"] != "$$.Execution" {
+			t.Errorf("%s payload %v, want the state and $$.Execution", task, p)
+		}
+	}
 	// Restart: only steps that can find the export gone go back to
 	// StartExport, and they keep the Export (ResultPath) so StartExport counts
-	// the restart.
-	for task, wantRestart := range map[string]bool{"StartExport": false, "PollExport": true, "StoreDump": true, "VerifyBackup": false, "PruneBackups": false} {
+	// the restart and the store checkpoint flows on.
+	for task, wantRestart := range map[string]bool{"CheckDestination": false, "StartExport": false, "PollExport": true, "StoreDump": true, "VerifyBackup": false, "PruneBackups": false} {
 		found := false
 		for _, c := range m.States[task].Catch {
 			if c.Next != "StartExport" {
+				t.Errorf("%s: catcher %+v goes elsewhere than StartExport", task, c)
 				continue
 			}
 			found = true
 			if !slices.Equal(c.ErrorEquals, restart) || c.ResultPath != "$.restart_cause" {
-				t.Errorf("%s: restart catcher %+v", task, c)
+				t.Errorf("%s: restart catcher %+v, want %v into $.restart_cause", task, c, restart)
 			}
 		}
 		if found != wantRestart {
@@ -375,43 +444,54 @@ func TestBackupDatabaseFlow(t *testing.T) {
 	}
 }
 
-func TestBackupRunFlow(t *testing.T) {
-	m := parse(t, statemachine.BackupRun)
-	if d := m.States["Discover"]; d.Resource != "arn:aws:states:::lambda:invoke" || d.ResultSelector["databases.$"] != "$.Payload.databases" {
-		t.Errorf("Discover = %+v", d)
-	}
+func TestBackupPageFlow(t *testing.T) {
+	m := parse(t, statemachine.BackupPage)
+	flow(t, m, map[string]string{"ListPage": "Listed", "WaitToList": "ListPage", "BackupDatabases": "CheckChildren", "CheckChildren": "Checked", "WaitForChildren": "CheckChildren"})
 	mp := m.States["BackupDatabases"]
-	if mp.Type != "Map" || mp.ItemsPath != "$.databases" || mp.MaxConcurrencyPath == "" || mp.ItemProcessor == nil {
-		t.Fatalf("BackupDatabases = %+v", mp)
+	if mp.Type != "Map" || mp.ItemsPath != "$.targets" || mp.MaxConcurrencyPath != "$.max_concurrency" || string(mp.ResultPath) != `"$.results"` {
+		t.Errorf("BackupDatabases = %+v", mp)
 	}
 	child := mp.ItemProcessor.States[mp.ItemProcessor.StartAt]
-	if child.Resource != "arn:aws:states:::states:startExecution.sync:2" {
-		t.Errorf("iteration resource = %s, want a child execution (startExecution.sync:2)", child.Resource)
+	if child.Parameters["StateMachineArn"] != "${BackupDatabaseStateMachineArn}" || child.Parameters["Name.$"] != "States.Format('{}-{}', $.database_id, $.run_key)" {
+		t.Errorf("page starts %v named %v", child.Parameters["StateMachineArn"], child.Parameters["Name.$"])
 	}
-	if child.Parameters["StateMachineArn"] != "${BackupDatabaseStateMachineArn}" {
-		t.Errorf("StateMachineArn = %v", child.Parameters["StateMachineArn"])
+	checkChildren(t, m, "database", "${BackupDatabaseStateMachineArn}")
+}
+
+func TestBackupRunFlow(t *testing.T) {
+	m := parse(t, statemachine.BackupRun)
+	flow(t, m, map[string]string{"Discover": "Discovered", "WaitToDiscover": "Discover", "BackupPages": "CheckChildren", "CheckChildren": "Checked", "WaitForChildren": "CheckChildren"})
+	mp := m.States["BackupPages"]
+	if mp.Type != "Map" || mp.ItemsPath != "$.pages" || mp.MaxConcurrency != 1 || string(mp.ResultPath) != `"$.results"` {
+		t.Errorf("BackupPages = %+v, want one page at a time (a page bounds its databases at once)", mp)
 	}
-	input, _ := child.Parameters["Input"].(map[string]any)
-	if input["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$"] != "$$.Execution.Id" {
-		t.Errorf("child Input %v does not link the child to its parent", input)
+	child := mp.ItemProcessor.States[mp.ItemProcessor.StartAt]
+	if child.Parameters["StateMachineArn"] != "${BackupPageStateMachineArn}" || child.Parameters["Name.$"] != "States.Format('{}-p{}', $.run_key, $.page.index)" {
+		t.Errorf("run starts %v named %v", child.Parameters["StateMachineArn"], child.Parameters["Name.$"])
 	}
-	for _, r := range child.Retry {
-		if slices.Contains(r.ErrorEquals, "States.ALL") || slices.Contains(r.ErrorEquals, "States.TaskFailed") {
-			t.Errorf("iteration retries %v: a failed database would be backed up again", r.ErrorEquals)
+	checkChildren(t, m, "page", "${BackupPageStateMachineArn}")
+}
+
+// checkChildren asserts a parent's check step: it is given the children's
+// state machine and kind, and loops through a Wait while it waits for
+// redriven children.
+func checkChildren(t *testing.T, m machine, kind, machine string) {
+	t.Helper()
+	p, _ := m.States["CheckChildren"].Parameters["Payload"].(map[string]any)
+	if p["children"] != kind || p["state_machine"] != machine || p["state.$"] != "$" || p["execution.$"] != "$$.Execution" {
+		t.Errorf("CheckChildren payload %v", p)
+	}
+	if got := choiceTargets(m, "Checked"); got["$.wait_seconds"] != "WaitForChildren" || m.States[got["default"]].Type != "Succeed" {
+		t.Errorf("Checked routes %v", got)
+	}
+	// The Map's failure record keeps what the check step needs to name and
+	// rerun the child.
+	for _, s := range all(m) {
+		if s.Type == "Pass" {
+			if _, ok := s.Parameters["error.$"]; !ok {
+				t.Errorf("failure record %v lacks the error", s.Parameters)
+			}
 		}
-	}
-	if len(child.Catch) != 1 || !slices.Equal(child.Catch[0].ErrorEquals, []string{"States.ALL"}) {
-		t.Fatalf("iteration catchers = %+v, want one States.ALL", child.Catch)
-	}
-	rec := mp.ItemProcessor.States[child.Catch[0].Next]
-	if rec.Type != "Pass" || rec.Parameters["failed"] != true || rec.Parameters["database_name.$"] == nil || rec.Parameters["cause.$"] == nil {
-		t.Errorf("failure record = %+v", rec)
-	}
-	if ok := mp.ItemProcessor.States[child.Next]; ok.Type != "Pass" || ok.Parameters["failed"] != false {
-		t.Errorf("success record = %+v", ok)
-	}
-	if f := m.States["SomeBackupsFailed"]; f.Type != "Fail" || !strings.Contains(f.CausePath, "$.failed_names") {
-		t.Errorf("SomeBackupsFailed = %+v, want a cause naming the failed databases", f)
 	}
 }
 
@@ -443,7 +523,6 @@ func TestErrorClassesMatchTheCode(t *testing.T) {
 			}
 		}
 	}
-	// Every class is one of the three kinds the definitions act on.
 	for _, c := range step.ErrorClasses() {
 		switch c.Kind {
 		case backup.Retryable, backup.Restart, backup.Permanent:
@@ -451,33 +530,23 @@ func TestErrorClassesMatchTheCode(t *testing.T) {
 			t.Errorf("class %s has no kind", c.Name)
 		}
 	}
-	m := parse(t, statemachine.BackupDatabase)
-	for _, d := range step.Registry {
-		if d.Machine != step.MachineDatabase {
-			continue
-		}
-		s, ok := m.States[d.State]
-		if !ok {
-			t.Errorf("registered step %s has no Task state in the definition", d.State)
-			continue
-		}
-		if fn, _ := s.Parameters["FunctionName"].(string); fn != "${"+d.FunctionArnPlaceholder()+"}" {
-			t.Errorf("%s calls %v, want ${%s}", d.State, s.Parameters["FunctionName"], d.FunctionArnPlaceholder())
-		}
-		retried := map[string]bool{}
-		for _, r := range s.Retry {
-			for _, e := range r.ErrorEquals {
-				retried[e] = true
+	for machineName, def := range statemachine.Definitions {
+		m := parse(t, def)
+		for _, d := range step.Registry {
+			if !d.In(machineName) {
+				continue
 			}
-		}
-		for _, e := range retryable {
-			if !retried[e] {
-				t.Errorf("%s does not retry the retryable class %s", d.State, e)
+			s, ok := m.States[d.State]
+			if !ok {
+				t.Errorf("registered step %s has no Task state in %s", d.State, machineName)
+				continue
 			}
-		}
-		for e := range retried {
-			if k, ok := known[e]; ok && k != backup.Retryable {
-				t.Errorf("%s retries %s, which is not retryable", d.State, e)
+			for _, r := range s.Retry {
+				for _, e := range r.ErrorEquals {
+					if k, ok := known[e]; ok && k != backup.Retryable {
+						t.Errorf("%s retries %s, which is not retryable", d.State, e)
+					}
+				}
 			}
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/executions"
 )
 
 // The deployed workflow's commands. They use the standard AWS credential
@@ -109,11 +110,11 @@ func newExecutionsCmd(e env) *cobra.Command {
 	limit := cmd.Flags().Int("limit", 10, "how many recent executions")
 	asJSON := cmd.Flags().Bool("json", false, "print JSON")
 	config.BindFlags(cmd.Flags(), config.SettingStateMachine)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return executions(cmd, e, *limit, *asJSON) }
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return listExecutions(cmd, e, *limit, *asJSON) }
 	return cmd
 }
 
-func executions(cmd *cobra.Command, e env, limit int, asJSON bool) error {
+func listExecutions(cmd *cobra.Command, e env, limit int, asJSON bool) error {
 	ctx := cmd.Context()
 	if limit < 1 || limit > 1000 {
 		return usageError{"--limit must be from 1 to 1000"}
@@ -171,9 +172,14 @@ func executions(cmd *cobra.Command, e env, limit int, asJSON bool) error {
 func newRedriveCmd(e env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "redrive <execution-arn>",
-		Short: "Rerun a failed execution from the state that failed",
-		Args:  exactArgs(1, "missing argument: the ARN of the failed execution (see d1backup executions)"),
-		RunE:  func(cmd *cobra.Command, args []string) error { return redrive(cmd, e, args[0]) },
+		Short: "Rerun a failed run or backup from the steps that failed",
+		Long: `Redrive a failed execution of the deployed workflow. For a run (or a page of
+one), the failed database backups are redriven first, each resuming from the
+step where it failed (a fresh export when the saved one went stale), then the
+run, whose check step waits for them; databases that were backed up are not
+run again. For a single database backup, the step that failed runs again.`,
+		Args: exactArgs(1, "missing argument: the ARN of the failed execution (see d1backup executions)"),
+		RunE: func(cmd *cobra.Command, args []string) error { return redrive(cmd, e, args[0]) },
 	}
 }
 
@@ -186,10 +192,7 @@ func redrive(cmd *cobra.Command, e env, arn string) error {
 	if err != nil {
 		return err
 	}
-	out, err := client.RedriveExecution(ctx, &sfn.RedriveExecutionInput{ExecutionArn: aws.String(arn)})
-	if err != nil {
-		return fmt.Errorf("redrive %s: %w", arn, err)
-	}
-	fmt.Fprintf(e.stdout, "redriven %s at %s: it resumes from the failed state; the steps that succeeded are not run again\n", arn, aws.ToTime(out.RedriveDate).UTC().Format(time.RFC3339))
-	return nil
+	return executions.Redrive(ctx, client, arn, func(arn, what string) {
+		fmt.Fprintf(e.stdout, "%s %s\n", arn, what)
+	})
 }

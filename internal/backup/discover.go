@@ -23,6 +23,10 @@ type Selection struct {
 	// no Exclude.
 	Include []string
 	Exclude []string
+	// IgnoreMissing leaves out a listed database that is not in the
+	// account instead of failing: a run's later pages list the account
+	// again, and a database deleted since the run began is no error there.
+	IgnoreMissing bool
 }
 
 // Discover lists the databases to back up. A configured name or UUID that
@@ -59,7 +63,7 @@ func Discover(ctx context.Context, api Lister, sel Selection) ([]Target, error) 
 				picked = append(picked, d)
 			}
 		}
-		if len(missing) > 0 {
+		if len(missing) > 0 && !sel.IgnoreMissing {
 			return nil, &d1.NotFoundError{Op: "discover databases", Database: strings.Join(missing, ", "), Message: "configured but not in the account"}
 		}
 	}

@@ -125,6 +125,9 @@ func NewClass[T error](kind Kind) Class {
 	}}
 }
 
+// Find returns the error of this class in err's chain, or nil.
+func (c Class) Find(err error) error { return c.as(err) }
+
 // classes are tried in order; the first whose type is in an error's chain
 // classifies it.
 var classes = []Class{

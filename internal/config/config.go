@@ -33,9 +33,12 @@ type Config struct {
 	AllowCrossJurisdiction bool
 
 	// Backup.
-	Compression     string
-	Recipients      []string
-	PollInterval    time.Duration
+	Compression  string
+	Recipients   []string
+	PollInterval time.Duration
+	// PollIntervalMax caps the workflow's backing-off poll interval (a
+	// poll interval above it is not backed off).
+	PollIntervalMax time.Duration
 	ExportTimeout   time.Duration
 	MaxRestarts     int
 	PartSize        int64
@@ -58,9 +61,21 @@ type Config struct {
 	// Deployment (CDK context only).
 	Schedule        string
 	AlarmEmail      string
-	SecretARN       string
 	AssetDir        string
 	StaleAfterHours int
+	// CloudflareSecretARN and R2SecretARN import existing secrets instead
+	// of creating them; SecretsKMSKeyARN is the customer managed key they
+	// are encrypted with, if any.
+	CloudflareSecretARN string
+	R2SecretARN         string
+	SecretsKMSKeyARN    string
+	// APIRequestBudget is how many Cloudflare API requests per 5 minutes
+	// the scheduled run may make (Cloudflare allows 1200 per account).
+	APIRequestBudget int
+
+	// SealKey seals signed dump URLs in workflow state (Lambda only; from
+	// its own secret).
+	SealKey string
 
 	// StateMachineARN is the deployed run state machine (CLI only).
 	StateMachineARN string

@@ -15,18 +15,27 @@ const (
 	EnvR2Bucket    = "R2_BUCKET"
 	EnvR2Endpoint  = "R2_ENDPOINT"
 
-	// EnvSecretARN names the Secrets Manager secret (JSON object whose keys
-	// are EnvAPIToken, EnvR2AccessKey and EnvR2Secret) the Lambda functions
-	// read their credentials from. Unset: credentials come from the variables above.
-	EnvSecretARN = "D1BACKUP_SECRET_ARN"
+	// EnvSecretARNs lists (comma-separated) the Secrets Manager secrets a
+	// Lambda function reads its credentials from: each a JSON object whose
+	// keys are the variables it stands in for (EnvAPIToken; EnvR2AccessKey
+	// and EnvR2Secret; EnvSealKey). Each function is given only the secrets
+	// it needs. Unset: credentials come from the variables themselves.
+	EnvSecretARNs = "D1BACKUP_SECRET_ARNS"
 
-	EnvPrefix        = "D1BACKUP_PREFIX"         // key prefix inside the bucket
-	EnvCompression   = "D1BACKUP_COMPRESSION"    // gzip (default), zstd, none
-	EnvPollInterval  = "D1BACKUP_POLL_INTERVAL"  // seconds between polls, default 5
-	EnvExportTimeout = "D1BACKUP_EXPORT_TIMEOUT" // Go duration bounding an export, default 1h
-	EnvMaxRestarts   = "D1BACKUP_MAX_RESTARTS"   // new exports after one stopped running, default 2
-	EnvPartSize      = "D1BACKUP_PART_SIZE"      // multipart part size in bytes, default 16 MiB
-	EnvConcurrency   = "D1BACKUP_CONCURRENCY"    // databases backed up at once, default 4
+	// EnvSealKey is the key (at least 32 characters) that seals signed dump
+	// URLs passing through workflow state; the stack generates it.
+	EnvSealKey = "D1BACKUP_SEAL_KEY"
+
+	EnvPrefix       = "D1BACKUP_PREFIX"        // key prefix inside the bucket
+	EnvCompression  = "D1BACKUP_COMPRESSION"   // gzip (default), zstd, none
+	EnvPollInterval = "D1BACKUP_POLL_INTERVAL" // seconds between polls, default 5
+	// EnvPollIntervalMax caps the workflow's poll interval, which doubles
+	// from EnvPollInterval after each poll that finds the export running.
+	EnvPollIntervalMax = "D1BACKUP_POLL_INTERVAL_MAX"
+	EnvExportTimeout   = "D1BACKUP_EXPORT_TIMEOUT" // Go duration bounding an export, default 1h
+	EnvMaxRestarts     = "D1BACKUP_MAX_RESTARTS"   // new exports after one stopped running, default 2
+	EnvPartSize        = "D1BACKUP_PART_SIZE"      // multipart part size in bytes, default 16 MiB
+	EnvConcurrency     = "D1BACKUP_CONCURRENCY"    // databases backed up at once, default 4
 
 	EnvPartConcurrency = "D1BACKUP_PART_CONCURRENCY" // parts of one upload in flight, default 4
 	EnvDatabases       = "D1BACKUP_DATABASES"        // comma-separated names/UUIDs, or * for all

@@ -23,7 +23,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 		if v := strings.TrimSpace(getenv(s.Env)); v != "" {
 			if err := s.set(&c, v, 0); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", s.Env, v, err))
+				shown := strconv.Quote(v)
+				if s.Secret {
+					shown = "(a secret, not shown)"
+				}
+				errs = append(errs, fmt.Errorf("%s=%s: %w", s.Env, shown, err))
 			}
 		}
 	}

@@ -9,7 +9,11 @@ const (
 	MetricStoredBytes     = "StoredBytes"
 	MetricDuration        = "DurationSeconds"
 	MetricBlocked         = "BlockedSeconds"
-	// MetricDimensionDatabase names the database; every metric is also
-	// published without dimensions, as the total over all databases.
-	MetricDimensionDatabase = "Database"
+	// MetricDimensionDatabase names the database, MetricDimensionDatabaseID
+	// gives its UUID: a database the configuration lists is published with
+	// the dimension it is listed by (the one its alarm watches). Every
+	// metric is also published without dimensions, as the total over all
+	// databases.
+	MetricDimensionDatabase   = "Database"
+	MetricDimensionDatabaseID = "DatabaseId"
 )

@@ -107,7 +107,6 @@ const (
 var (
 	accountIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
 	bucketRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`)
-	secretARNRe = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$`)
 )
 
 // Settings returns the table, in the order the README lists it.
@@ -262,15 +261,6 @@ var table = []Setting{
 			return nil
 		},
 		Field: func(c *Config) any { return &c.AlarmEmail }},
-	{Name: "secret-arn", Context: "secretArn", Kind: String,
-		Help: "use this existing Secrets Manager secret instead of creating one",
-		Check: func(v any) error {
-			if s := v.(string); s != "" && !secretARNRe.MatchString(s) {
-				return fmt.Errorf("must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)")
-			}
-			return nil
-		},
-		Field: func(c *Config) any { return &c.SecretARN }},
 	{Name: "asset-dir", Context: "assetDir", Kind: String, Default: "build/lambda",
 		Help: "where scripts/build-lambdas put the Lambda bootstraps",
 		Check: func(v any) error {
@@ -343,31 +333,6 @@ func globs(v any) error {
 		if _, err := path.Match(p, ""); err != nil {
 			return fmt.Errorf("%q is not a glob pattern (*, ?, [a-z])", p)
 		}
-	}
-	return nil
-}
-
-var (
-	// EventBridge rules: rate(1 unit) is singular, rate(n units) plural.
-	rateRe = regexp.MustCompile(`^rate\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\)$`)
-	cronRe = regexp.MustCompile(`^cron\((\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\)$`)
-)
-
-// checkSchedule accepts what EventBridge accepts: rate(n unit), or a
-// six-field cron whose day-of-month and day-of-week are not both set (one
-// of them must be ?).
-func checkSchedule(v any) error {
-	s := v.(string)
-	if rateRe.MatchString(s) {
-		return nil
-	}
-	m := cronRe.FindStringSubmatch(s)
-	if m == nil {
-		return fmt.Errorf("must be an EventBridge expression like rate(1 day) or cron(0 3 * * ? *) (six fields, UTC)")
-	}
-	dom, dow := m[3], m[5]
-	if (dom == "?") == (dow == "?") {
-		return fmt.Errorf("cron day-of-month (%s) and day-of-week (%s): exactly one must be ?, as EventBridge requires", dom, dow)
 	}
 	return nil
 }

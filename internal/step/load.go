@@ -3,110 +3,204 @@ package step
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"sync"
+	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/config"
+	"github.com/d1backup/d1backup/internal/seal"
 )
 
-// Load builds the handlers for a Lambda cold start: settings from the
-// environment, credentials from the Secrets Manager secret named by
-// D1BACKUP_SECRET_ARN (or, without one, from the environment as for the
-// CLI). A failure
-// is not fatal here: every invocation then returns it as a ConfigError, which
-// the workflow reports with its cause instead of an opaque init failure.
-func Load(ctx context.Context, opts Options) *Handlers {
-	h, err := load(ctx, opts)
-	var ce *backup.ConfigError
-	switch {
-	case errors.As(err, &ce):
-		return &Handlers{initErr: ce}
-	case err != nil:
-		return &Handlers{initErr: &backup.ConfigError{Msg: err.Error()}}
+// Options say what a function needs. The stack derives from them which
+// secrets a function may read (Secrets) and which grants it gets.
+type Options struct {
+	// Cloudflare: the function calls the D1 API (the API token).
+	Cloudflare bool
+	// Store: it reads or writes the bucket (the R2 keys).
+	Store bool
+	// Seal: it seals or opens signed dump URLs (the sealing key).
+	Seal bool
+	// StepFunctions: it reads or redrives the workflow's executions.
+	StepFunctions bool
+	// BoundMemory sets the runtime's memory limit for streaming uploads
+	// (the store step; see config.BoundMemory).
+	BoundMemory bool
+	// Version goes into manifests.
+	Version string
+	// Log receives JSON log lines and metrics; os.Stdout (CloudWatch Logs)
+	// if nil.
+	Log io.Writer
+}
+
+// The secrets the stack creates; a function reads only those it needs.
+const (
+	SecretCloudflare = "cloudflare" // CLOUDFLARE_API_TOKEN
+	SecretR2         = "r2"         // R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY
+	SecretSeal       = "seal"       // D1BACKUP_SEAL_KEY
+)
+
+// Secrets lists the secrets a function with these options reads.
+func (o Options) Secrets() []string {
+	var out []string
+	if o.Cloudflare {
+		out = append(out, SecretCloudflare)
+	}
+	if o.Store {
+		out = append(out, SecretR2)
+	}
+	if o.Seal {
+		out = append(out, SecretSeal)
+	}
+	return out
+}
+
+// Load builds the handlers of a Lambda function: settings from the
+// environment; credentials from the Secrets Manager secrets listed in
+// D1BACKUP_SECRET_ARNS (or, without any, from the environment as for the
+// CLI). Nothing is read at cold start: the first invocation reads the
+// secrets and builds the clients, which are kept for SecretTTL and rebuilt
+// when the secrets' values change. A failure is returned by the invocation
+// as a ConfigError (with its cause, never a secret's value) and is not kept.
+func Load(_ context.Context, opts Options) *Handlers {
+	return load(opts, os.Getenv, newSecrets(os.Getenv(config.EnvSecretARNs), time.Now))
+}
+
+func load(opts Options, getenv func(string) string, sec *secrets) *Handlers {
+	logTo := cmp.Or[io.Writer](opts.Log, os.Stdout)
+	h := &Handlers{now: time.Now, metrics: logTo, invalidate: sec.invalidate}
+	if opts.BoundMemory {
+		if cfg, err := config.FromEnv(getenv); err == nil {
+			cfg.BoundMemory(getenv)
+		}
+	}
+	var (
+		mu     sync.Mutex
+		cur    *deps
+		curKey string
+	)
+	h.deps = func(ctx context.Context) (*deps, error) {
+		values, err := sec.get(ctx)
+		if err != nil {
+			return nil, &backup.ConfigError{Msg: err.Error()}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		key := fingerprint(values)
+		if cur != nil && key == curKey {
+			return cur, nil
+		}
+		env := func(k string) string {
+			if v, ok := values[k]; ok && v != "" {
+				return v
+			}
+			return getenv(k)
+		}
+		d, err := build(ctx, opts, env, logTo)
+		if err != nil {
+			// Perhaps a secret not filled in yet: read it again next time.
+			sec.invalidate()
+		}
+		var ce *backup.ConfigError
+		switch {
+		case errors.As(err, &ce):
+			return nil, ce
+		case err != nil:
+			return nil, &backup.ConfigError{Msg: err.Error()}
+		}
+		cur, curKey = d, key
+		return d, nil
 	}
 	return h
 }
 
-// Options say what a function needs.
-type Options struct {
-	// Store opens the R2 bucket (only the store step writes).
-	Store bool
-	// Version goes into manifests.
-	Version string
-	// Log receives JSON log lines; os.Stdout (CloudWatch Logs) if nil.
-	Log io.Writer
-	// BoundMemory sets the runtime's memory limit for streaming uploads
-	// (the store step; see config.BoundMemory).
-	BoundMemory bool
-}
-
-func load(ctx context.Context, opts Options) (*Handlers, error) {
-	getenv := os.Getenv
-	if arn := os.Getenv(config.EnvSecretARN); arn != "" {
-		secret, err := readSecret(ctx, arn)
-		if err != nil {
-			return nil, err
-		}
-		getenv = func(k string) string {
-			if v, ok := secret[k]; ok && v != "" {
-				return v
-			}
-			return os.Getenv(k)
-		}
-	}
+// build makes the clients a function needs from its configuration.
+func build(ctx context.Context, opts Options, getenv func(string) string, logTo io.Writer) (*deps, error) {
 	cfg, err := config.FromEnv(getenv)
 	if err != nil {
 		return nil, err
 	}
-	logTo := cmp.Or[io.Writer](opts.Log, os.Stdout)
-	if opts.BoundMemory {
-		cfg.BoundMemory(os.Getenv)
+	hc := cfg.HTTPClient()
+	d := &deps{cfg: cfg, sel: cfg.Selection()}
+	if opts.Cloudflare || opts.Seal {
+		dc := cfg
+		if !opts.Cloudflare {
+			// The store step only downloads signed URLs, which carry their
+			// own authorization: it holds no API token, and the client's
+			// required one is never sent.
+			dc.APIToken = "unused: the store step makes no API calls"
+		}
+		if d.api, err = dc.D1Client(hc); err != nil {
+			return nil, err
+		}
 	}
-	version := cmp.Or(opts.Version, "dev")
-	d := Deps{
-		Config:     cfg,
-		HTTPClient: cfg.HTTPClient(),
-		Metrics:    logTo,
-		Backup:     cfg.Backup(version),
-	}
-	d.Backup.Logger = slog.New(slog.NewJSONHandler(logTo, nil))
 	if opts.Store {
 		if !cfg.HasR2() {
 			return nil, fmt.Errorf("%s is not set", config.EnvR2Bucket)
 		}
-		if d.Store, err = cfg.OpenDest("", d.HTTPClient); err != nil {
+		if d.store, err = cfg.OpenDest("", hc); err != nil {
 			return nil, err
 		}
 	}
-	return New(d)
+	if opts.Seal {
+		// Without a sealing key (local runs, where every step shares the
+		// CLI's environment) the API token and account are the key material.
+		material := []string{cfg.SealKey}
+		if cfg.SealKey == "" && cfg.APIToken != "" {
+			material = []string{cfg.APIToken, cfg.AccountID}
+		}
+		if d.sealer, err = seal.New(material...); err != nil {
+			return nil, &backup.ConfigError{Msg: config.EnvSealKey + " is not set (or shorter than 32 characters): the key that seals dump URLs in workflow state"}
+		}
+	}
+	if opts.StepFunctions {
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load AWS config: %w", err)
+		}
+		d.sfn = sfn.NewFromConfig(awsCfg)
+	}
+	if d.api != nil {
+		bc := cfg.Backup(cmp.Or(opts.Version, "dev"))
+		bc.Logger = slog.New(slog.NewJSONHandler(logTo, nil))
+		var api backup.D1 = d.api
+		if d.runner, err = backup.NewRunner(api, d.store, bc); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
 }
 
-// readSecret fetches the credentials secret: a JSON object whose keys are
-// the environment variable names it stands in for.
-func readSecret(ctx context.Context, arn string) (map[string]string, error) {
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+// storeDeps returns the clients of a step that uses the bucket, or a
+// ConfigError for a function deployed without it.
+func (h *Handlers) storeDeps(ctx context.Context) (*deps, error) {
+	d, err := h.deps(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("load AWS config: %w", err)
+		return nil, err
 	}
-	out, err := secretsmanager.NewFromConfig(awsCfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &arn})
+	if d.store == nil {
+		return nil, &backup.ConfigError{Msg: "this function has no store (step registry Options)"}
+	}
+	return d, nil
+}
+
+// d1Deps returns the clients of a step that calls the D1 API, or a
+// ConfigError for a function deployed without them (a contract bug
+// between the registry and a handler).
+func (h *Handlers) d1Deps(ctx context.Context) (*deps, error) {
+	d, err := h.deps(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read secret %s: %w", arn, err)
+		return nil, err
 	}
-	if out.SecretString == nil {
-		return nil, fmt.Errorf("secret %s has no string value", arn)
+	if d.api == nil || d.runner == nil {
+		return nil, &backup.ConfigError{Msg: "this function has no D1 client (step registry Options)"}
 	}
-	var m map[string]string
-	if err := json.Unmarshal([]byte(*out.SecretString), &m); err != nil {
-		// The JSON error could quote the secret's bytes: keep it out.
-		return nil, fmt.Errorf("secret %s is not a JSON object of strings (keys %s, %s, %s)", arn, config.EnvAPIToken, config.EnvR2AccessKey, config.EnvR2Secret)
-	}
-	return m, nil
+	return d, nil
 }

@@ -6,24 +6,26 @@ import (
 	"github.com/d1backup/d1backup/internal/backup"
 )
 
-// QueryDump reads a database through the query API and stores its dump, in
-// one invocation: the workflow's Choice sends the start or poll step's
-// output here when its status is "query" (method query, or auto and D1
-// refused to export). Its output is the store step's, plus the method, the
-// consistency verdict and any warnings, which the later steps carry into
-// the workflow's result. A read is not resumable across invocations: a
-// failed one (a Retry) reads again from the start.
+// QueryDump reads a database through D1's query API into a dump in D1's
+// format and stores it as StoreDump stores an export: the workflow routes a
+// database here when its start or poll step answers status "query" (method
+// query, or D1 refused to export it). It blocks nobody. The output is the
+// Summary, with the method and whether the dump is consistent.
 func (h *Handlers) QueryDump(ctx context.Context, in backup.Export) (backup.Summary, error) {
-	if h.initErr != nil {
-		return backup.Summary{}, h.initErr
-	}
-	sum, err := h.runner.Query(ctx, in)
+	d, err := h.d1Deps(ctx)
 	if err != nil {
-		return backup.Summary{}, backup.Classified(err)
+		return backup.Summary{}, err
+	}
+	if d.store == nil {
+		return backup.Summary{}, &backup.ConfigError{Msg: "this function has no store (step registry Options)"}
+	}
+	sum, err := d.runner.Query(ctx, in)
+	if err != nil {
+		return backup.Summary{}, h.fail(err)
 	}
 	if h.metrics != nil {
 		// A metric that fails to print must not fail a stored backup.
-		_ = writeMetrics(h.metrics, sum, in, h.now())
+		_ = h.storedMetrics(d, sum, in)
 	}
 	return sum, nil
 }

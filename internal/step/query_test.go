@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/d1backup/d1backup/internal/backup"
-	"github.com/d1backup/d1backup/internal/config"
 	"github.com/d1backup/d1backup/internal/d1emu"
 	"github.com/d1backup/d1backup/internal/d1emu/d1emutest"
 	"github.com/d1backup/d1backup/internal/step"
@@ -25,46 +24,28 @@ func TestQueryDumpHandler(t *testing.T) {
 	s := testenv.RequireS3(t)
 	emu := d1emutest.Start(t, d1emu.Options{})
 	emu.MustCreateFTS5(t, "search")
-	bucket := s.NewBucket(t)
-	environ := map[string]string{
-		"CLOUDFLARE_ACCOUNT_ID": emu.AccountID(), "CLOUDFLARE_API_TOKEN": emu.Token(), "CLOUDFLARE_API_BASE_URL": emu.BaseURL,
-		"D1BACKUP_KEEP_LAST": "1",
-	}
-	for _, kv := range s.Env(bucket) {
-		k, v, _ := strings.Cut(kv, "=")
-		environ[k] = v
-	}
-	cfg, err := config.FromEnv(func(k string) string { return environ[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := cfg.OpenDest("", s.HTTPClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var metrics bytes.Buffer
-	h, err := step.New(step.Deps{Config: cfg, HTTPClient: s.HTTPClient, Store: st, Backup: cfg.Backup("test"), Metrics: &metrics})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, metrics := handlers(t, emu, s, step.Options{Cloudflare: true, Store: true, Seal: true}, "D1BACKUP_KEEP_LAST=1")
 	ctx := context.Background()
-	exp, err := h.StartExport(ctx, backup.Export{DatabaseName: "search"})
+	exp, err := h.StartExport(ctx, invocation(step.ExportState{Export: backup.Export{DatabaseName: "search"}}, nil))
 	if err != nil || exp.Status != backup.StatusQuery {
 		t.Fatalf("start = %+v (%v), want status query", exp, err)
 	}
-	sum, err := h.QueryDump(ctx, exp)
+	sum, err := h.QueryDump(ctx, exp.Export)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sum.Method != backup.MethodQuery || sum.Consistent == nil || !*sum.Consistent || len(sum.Warnings) != 1 {
 		t.Errorf("query step = %+v, want a consistent query backup with one warning", sum)
 	}
-	if !strings.Contains(metrics.String(), `"BackupSucceeded":1`) || !strings.Contains(metrics.String(), `"BlockedSeconds":0`) {
-		t.Errorf("metrics line %q, want a success that blocked nothing", metrics.String())
+	if !strings.Contains(metrics.String(), `"BlockedSeconds":0`) {
+		t.Errorf("metrics %q, want a backup that blocked nothing", metrics.String())
 	}
 	res, err := h.Verify(ctx, step.Result{Summary: sum})
 	if err != nil || res.Verification.Status != "verified" || res.Verification.Tables["articles"] != 4 {
 		t.Fatalf("verify = %+v (%v), want verified with 4 articles", res.Verification, err)
+	}
+	if !strings.Contains(metrics.String(), `"BackupSucceeded":1`) {
+		t.Errorf("metrics %q, want a success once verified", metrics.String())
 	}
 	res, err = h.Prune(ctx, res)
 	if err != nil {
@@ -95,7 +76,7 @@ func TestQueryDumpStep(t *testing.T) {
 		cmd.Stdin = strings.NewReader(input)
 		cmd.Env = append(os.Environ(), s.Env(bucket)...)
 		cmd.Env = append(cmd.Env, "CLOUDFLARE_ACCOUNT_ID="+emu.AccountID(), "CLOUDFLARE_API_TOKEN="+emu.Token(),
-			"CLOUDFLARE_API_BASE_URL="+emu.BaseURL, "D1BACKUP_SECRET_ARN=")
+			"CLOUDFLARE_API_BASE_URL="+emu.BaseURL, "D1BACKUP_SECRET_ARNS=")
 		cmd.Env = append(cmd.Env, extra...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

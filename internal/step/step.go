@@ -5,158 +5,80 @@ package step
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"io"
-	"net/http"
 	"reflect"
 	"time"
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/config"
 	"github.com/d1backup/d1backup/internal/d1"
-	"github.com/d1backup/d1backup/internal/retention"
+	"github.com/d1backup/d1backup/internal/executions"
 	"github.com/d1backup/d1backup/internal/seal"
 	"github.com/d1backup/d1backup/internal/store"
 )
 
 // Handlers serves the steps of one deployment.
 type Handlers struct {
-	initErr   error
-	metrics   io.Writer
-	now       func() time.Time
-	runner    *backup.Runner
-	api       *d1.Client
-	sealer    *seal.Sealer
-	sel       backup.Selection
-	store     store.Store
-	policy    retention.Policy
-	verifyMax int64
+	now     func() time.Time
+	metrics io.Writer
+	// deps returns the clients, built from the current secrets.
+	deps func(ctx context.Context) (*deps, error)
+	// invalidate drops the kept secrets, so the next invocation reads them
+	// again.
+	invalidate func()
 }
 
-// Deps are what New builds Handlers from; Store may be nil for steps that
-// do not write (discover, start, poll).
-type Deps struct {
-	Config     config.Config
-	HTTPClient *http.Client
-	Store      store.Store
-	// Backup is the pipeline's configuration (Config.Backup, plus a
-	// logger).
-	Backup backup.Config
-	// Metrics receives the Embedded Metric Format line of each stored
-	// backup (Lambda: stdout); nil writes none.
-	Metrics io.Writer
+// deps are the clients of one set of credentials; which of them exist
+// depends on the function's Options.
+type deps struct {
+	cfg    config.Config
+	sel    backup.Selection
+	api    *d1.Client
+	runner *backup.Runner
+	sealer *seal.Sealer
+	store  store.Store
+	sfn    executions.API
 }
 
-// New builds the handlers from a loaded configuration.
-func New(d Deps) (*Handlers, error) {
-	api, err := d.Config.D1Client(d.HTTPClient)
-	if err != nil {
-		return nil, &backup.ConfigError{Msg: err.Error()}
+// fail classifies a step's error for the state machine. A failure that may
+// come from stale credentials (a rejected API token, refused R2 keys, a
+// sealed URL that no longer opens) drops the kept secrets, so that a retry
+// or a redrive reads them again: a secret filled in or rotated after the
+// failure then takes effect at once.
+func (h *Handlers) fail(err error) error {
+	c := classify(err)
+	var (
+		auth   *d1.AuthError
+		refuse *backup.StoreFailedError
+		sealed *SealedURLError
+	)
+	if errors.As(c, &auth) || errors.As(c, &refuse) || errors.As(c, &sealed) {
+		h.invalidate()
 	}
-	sealer, err := seal.New(d.Config.APIToken, d.Config.R2SecretAccessKey)
-	if err != nil {
-		return nil, &backup.ConfigError{Msg: "derive the key that seals dump URLs: " + config.EnvAPIToken + " (and " + config.EnvR2Secret + ") are too short to be real credentials"}
-	}
-	runner, err := backup.NewRunner(api, d.Store, d.Backup)
-	if err != nil {
-		return nil, err
-	}
-	return &Handlers{runner: runner, api: api, sealer: sealer, metrics: d.Metrics, now: time.Now,
-		store: d.Store, policy: d.Config.Retention, verifyMax: d.Config.VerifyMaxBytes, sel: d.Config.Selection()}, nil
+	return c
 }
 
-// DiscoverOutput is the discover step's output, the run workflow's Map input.
-type DiscoverOutput struct {
-	Databases []backup.Target `json:"databases"`
+// classify returns the classified error in err's chain: one of the step
+// package's own classes, else the pipeline's (backup.Classified).
+func classify(err error) error {
+	for _, c := range ownClasses {
+		if e := c.Find(err); e != nil {
+			return e
+		}
+	}
+	return backup.Classified(err)
 }
 
-// Discover lists the databases the scheduled run backs up.
-func (h *Handlers) Discover(ctx context.Context, _ struct{}) (DiscoverOutput, error) {
-	if h.initErr != nil {
-		return DiscoverOutput{}, h.initErr
-	}
-	ts, err := backup.Discover(ctx, h.api, h.sel)
-	if err != nil {
-		return DiscoverOutput{}, backup.Classified(err)
-	}
-	if ts == nil {
-		ts = []backup.Target{}
-	}
-	return DiscoverOutput{Databases: ts}, nil
-}
+// SealedURLError: the sealed dump URL in the workflow state does not open
+// (the sealing key was rotated, or the state was altered). Like an expired
+// URL, only a new export goes on: the workflow starts one.
+type SealedURLError struct{ Err error }
 
-// StartExport starts (or, after a stopped export, restarts) an export.
-func (h *Handlers) StartExport(ctx context.Context, in backup.Export) (backup.Export, error) {
-	if h.initErr != nil {
-		return backup.Export{}, h.initErr
-	}
-	out, err := h.runner.Start(ctx, in)
-	if err != nil {
-		return backup.Export{}, backup.Classified(err)
-	}
-	return h.sealed(out), nil
+func (e *SealedURLError) Error() string {
+	return "step: the sealed dump URL in the workflow state does not open (" + e.Err.Error() + "); a new export is needed"
 }
-
-// PollExport polls a running export once.
-func (h *Handlers) PollExport(ctx context.Context, in backup.Export) (backup.Export, error) {
-	if h.initErr != nil {
-		return backup.Export{}, h.initErr
-	}
-	out, err := h.runner.Poll(ctx, in)
-	if err != nil {
-		return backup.Export{}, backup.Classified(err)
-	}
-	return h.sealed(out), nil
-}
-
-// StoreDump streams a complete export's dump into the bucket.
-func (h *Handlers) StoreDump(ctx context.Context, in backup.Export) (backup.Summary, error) {
-	if h.initErr != nil {
-		return backup.Summary{}, h.initErr
-	}
-	if in.SealedURL == "" {
-		return backup.Summary{}, &backup.ConfigError{Msg: fmt.Sprintf("store step input has no sealed_url (export status %q)", in.Status)}
-	}
-	url, err := h.sealer.Open(in.SealedURL)
-	if err != nil {
-		return backup.Summary{}, &backup.IntegrityError{Msg: err.Error()}
-	}
-	in.SignedURL = url
-	sum, err := h.runner.Store(ctx, in)
-	if err != nil {
-		return backup.Summary{}, backup.Classified(err)
-	}
-	if h.metrics != nil {
-		// A metric that fails to print must not fail a stored backup.
-		_ = writeMetrics(h.metrics, sum, in, h.now())
-	}
-	return sum, nil
-}
-
-// Prune applies the retention policy to the database of a backup just
-// stored. With no policy configured it keeps everything.
-func (h *Handlers) Prune(ctx context.Context, in Result) (Result, error) {
-	if h.initErr != nil {
-		return Result{}, h.initErr
-	}
-	if in.DatabaseID == "" {
-		return Result{}, &backup.ConfigError{Msg: "prune step input has no database_id (the store step's output)"}
-	}
-	res, err := backup.Prune(ctx, h.store, in.DatabaseID, h.policy, h.now(), false)
-	if err != nil {
-		return Result{}, backup.Classified(err)
-	}
-	in.Retention = &res
-	return in, nil
-}
-
-func (h *Handlers) sealed(e backup.Export) backup.Export {
-	if e.SignedURL != "" {
-		e.SealedURL = h.sealer.Seal(e.SignedURL)
-		e.SignedURL = ""
-	}
-	return e
-}
+func (e *SealedURLError) Unwrap() error { return e.Err }
 
 // ErrorType is the errorType aws-lambda-go reports for err: the name of
 // its Go type, dereferenced once. The local simulation uses it so that Retry
