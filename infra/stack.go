@@ -67,7 +67,9 @@ func NewBackupStack(scope constructs.Construct, id string, props *BackupStackPro
 	grantWorkflowAccess(stack, fns, machines)
 
 	topic := alarms(stack, cfg, machines)
+	dashboardURL := dashboard(stack, fns, machines)
 	for name, v := range map[string]*string{
+		"DashboardUrl":                  dashboardURL,
 		"BackupRunStateMachineArn":      machines[step.MachineRun].StateMachineArn(),
 		"BackupPageStateMachineArn":     machines[step.MachinePage].StateMachineArn(),
 		"BackupDatabaseStateMachineArn": machines[step.MachineDatabase].StateMachineArn(),

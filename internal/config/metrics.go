@@ -1,7 +1,7 @@
 package config
 
-// CloudWatch metrics the store step emits (Embedded Metric Format) and the
-// stack's alarms watch; one set of names so the two cannot drift.
+// CloudWatch metrics the steps emit (Embedded Metric Format) and the stack's
+// alarms and dashboard watch; one set of names so they cannot drift.
 const (
 	MetricNamespace       = "D1Backup"
 	MetricBackupSucceeded = "BackupSucceeded"
@@ -9,6 +9,10 @@ const (
 	MetricStoredBytes     = "StoredBytes"
 	MetricDuration        = "DurationSeconds"
 	MetricBlocked         = "BlockedSeconds"
+	// MetricRateLimited counts the steps Cloudflare rate limited long
+	// enough that the workflow waits (MetricRateLimitWait: how long).
+	MetricRateLimited   = "RateLimited"
+	MetricRateLimitWait = "RateLimitWaitSeconds"
 	// MetricDimensionDatabase names the database, MetricDimensionDatabaseID
 	// gives its UUID: a database the configuration lists is published with
 	// the dimension it is listed by (the one its alarm watches). Every

@@ -133,7 +133,7 @@ func TestRedrivenExportStartsAfresh(t *testing.T) {
 func TestRateLimitIsWaitedOut(t *testing.T) {
 	emu := d1emutest.Start(t, d1emu.Options{})
 	emu.MustCreate(t, "orders", seed)
-	h, _ := handlers(t, emu, nil, step.Options{Cloudflare: true, Seal: true})
+	h, log := handlers(t, emu, nil, step.Options{Cloudflare: true, Seal: true})
 	ctx := context.Background()
 	st := step.ExportState{Export: backup.Export{DatabaseName: "orders"}}
 	var waits []int
@@ -155,6 +155,10 @@ func TestRateLimitIsWaitedOut(t *testing.T) {
 	}
 	if want := []int{600, 600, 600}; !slices.Equal(waits, want) {
 		t.Errorf("waits %v, want %v (Retry-After 900 s capped at 10 min, until 30 min in all)", waits, want)
+	}
+	// Each wait is counted for the dashboard's throttles.
+	if got := strings.Count(log.String(), `"RateLimitWaitSeconds":600,"RateLimited":1`); got != 3 {
+		t.Errorf("%d RateLimited metric lines with the wait, want 3:\n%s", got, log.String())
 	}
 	emu.ClearFaults()
 	out, err := h.StartExport(ctx, invocation(st, nil))

@@ -92,6 +92,10 @@ func (t Throttle) throttled(err error) (Throttle, bool) {
 func waitOr[S any](h *Handlers, st *S, t *Throttle, err error) (S, error) {
 	if next, ok := t.throttled(err); ok {
 		*t = next
+		if h.metrics != nil {
+			// A metric that fails to print must not fail the step.
+			_ = h.throttledMetric(time.Duration(next.RetryAfterSeconds) * time.Second)
+		}
 		return *st, nil
 	}
 	var zero S

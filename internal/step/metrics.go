@@ -37,6 +37,14 @@ func (h *Handlers) succeededMetric(d *deps, sum backup.Summary) error {
 	return writeMetrics(h.metrics, d.sel, sum, h.now(), []metric{{config.MetricBackupSucceeded, "Count", 1}})
 }
 
+// throttledMetric publishes that Cloudflare rate limited a step and the
+// workflow waits: account totals only (the dashboard's throttles).
+func (h *Handlers) throttledMetric(wait time.Duration) error {
+	return writeMetrics(h.metrics, backup.Selection{}, backup.Summary{}, h.now(), []metric{
+		{config.MetricRateLimited, "Count", 1}, {config.MetricRateLimitWait, "Seconds", wait.Seconds()},
+	})
+}
+
 // writeMetrics writes one CloudWatch Embedded Metric Format line: Lambda
 // ships stdout to CloudWatch Logs, which turns the line into metrics with no
 // API call (and no PutMetricData permission). The values are published as
