@@ -251,15 +251,12 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Object, error)
 
 func (s *Store) list(ctx context.Context, prefix string) ([]store.Object, error) {
 	// Walk only the deepest folder the prefix names.
-	start := s.dir
-	if i := strings.LastIndex(prefix, "/"); i >= 0 {
-		if err := store.CheckKey(prefix[:i]); err != nil {
-			return nil, err
-		}
-		start = filepath.Join(s.dir, filepath.FromSlash(prefix[:i]))
+	start, err := s.walkRoot(prefix)
+	if err != nil {
+		return nil, err
 	}
 	var objs []store.Object
-	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if p == start && errors.Is(err, fs.ErrNotExist) {
 				return fs.SkipAll
