@@ -41,6 +41,7 @@ type result struct {
 	MBPerSecond float64 `json:"mb_per_s"` // SQL bytes / 1e6 / seconds
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 	Key         string  `json:"key"`
+	Invocations int     `json:"invocations"`
 }
 
 func main() {
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string) error {
 	wantSize := fs.Int64("want-size", -1, "fail unless this many SQL bytes were stored")
 	wantSHA := fs.String("want-sha256", "", "fail unless the stored SQL has this SHA-256")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the store step to this file")
+	invocation := fs.Duration("invocation", 0, "run the store step as Lambda invocations of this length, each going on from the previous one's checkpoint (0: one run with no deadline)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -108,7 +110,7 @@ func run(ctx context.Context, args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
-	sum, err := runner.Store(ctx, exp)
+	sum, invocations, err := store(ctx, runner, exp, *invocation)
 	secs := time.Since(start).Seconds()
 	if err != nil {
 		return err
@@ -125,6 +127,27 @@ func run(ctx context.Context, args []string) error {
 		Compression: cfg.Compression, PartSize: cfg.PartSize, Concurrency: cfg.PartConcurrency,
 		SQLBytes: sum.SQLBytes, StoredBytes: sum.StoredBytes, SQLSHA256: sum.SQLSHA256,
 		Seconds: secs, MBPerSecond: float64(sum.SQLBytes) / 1e6 / secs,
-		PeakRSSMiB: float64(testenv.PeakRSS()) / (1 << 20), Key: sum.Key,
+		PeakRSSMiB: float64(testenv.PeakRSS()) / (1 << 20), Key: sum.Key, Invocations: invocations,
 	})
+}
+
+// store runs the store step until the backup is stored, as the workflow
+// does: each run with a deadline invocation away (none if 0), each going on
+// from the Export the previous one returned.
+func store(ctx context.Context, runner *backup.Runner, exp backup.Export, invocation time.Duration) (backup.Summary, int, error) {
+	for n := 1; ; n++ {
+		ictx, cancel := ctx, context.CancelFunc(func() {})
+		if invocation > 0 {
+			ictx, cancel = context.WithTimeout(ctx, invocation)
+		}
+		res, err := runner.Store(ictx, exp)
+		cancel()
+		switch {
+		case err != nil:
+			return backup.Summary{}, n, err
+		case res.Summary != nil:
+			return *res.Summary, n, nil
+		}
+		exp = *res.Next
+	}
 }

@@ -4,10 +4,12 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/d1"
 	"github.com/d1backup/d1backup/internal/dest"
+	"github.com/d1backup/d1backup/internal/seal"
 	"github.com/d1backup/d1backup/internal/store"
 )
 
@@ -30,17 +32,32 @@ func (c Config) D1Client(hc *http.Client) (*d1.Client, error) {
 	return d1.New(c.D1(hc))
 }
 
-// Backup returns the pipeline's configuration.
+// ManifestWait is how long a store step that finds its dump without a
+// manifest waits for a concurrent backup of the same export to write it.
+const ManifestWait = 10 * time.Second
+
+// Backup returns the pipeline's configuration. Its sealer (for the secrets
+// a checkpoint keeps) derives its key from the credentials, as the
+// workflow's sealed URLs do; without an API token there is none.
 func (c Config) Backup(toolVersion string) backup.Config {
-	return backup.Config{
-		Compression:   c.Compression,
-		Recipients:    c.Recipients,
-		PollInterval:  c.PollInterval,
-		ExportTimeout: c.ExportTimeout,
-		MaxRestarts:   c.MaxRestarts,
-		MaxRetries:    RunRetries,
-		ToolVersion:   toolVersion,
+	b := backup.Config{
+		Compression:        c.Compression,
+		Recipients:         c.Recipients,
+		PollInterval:       c.PollInterval,
+		ExportTimeout:      c.ExportTimeout,
+		MaxRestarts:        c.MaxRestarts,
+		MaxRetries:         RunRetries,
+		ToolVersion:        toolVersion,
+		PartSize:           c.PartSize,
+		PartConcurrency:    c.PartConcurrency,
+		StopMargin:         c.StoreMargin,
+		CheckpointInterval: c.CheckpointInterval,
+		ManifestWait:       ManifestWait,
 	}
+	if s, err := seal.New(c.APIToken, c.R2SecretAccessKey); err == nil && c.APIToken != "" {
+		b.Sealer = s
+	}
+	return b
 }
 
 // Selection is which databases a run backs up.

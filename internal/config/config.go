@@ -32,6 +32,9 @@ type Config struct {
 	MaxRestarts     int
 	PartSize        int64
 	PartConcurrency int
+	// StoreMargin and CheckpointInterval shape the resumable store step.
+	StoreMargin        time.Duration
+	CheckpointInterval time.Duration
 
 	// Selection: which databases a run (workflow or CLI --all) backs up,
 	// and how many at once.

@@ -51,6 +51,11 @@ const (
 	// EnvStateMachineARN names the deployed run state machine for the CLI's
 	// run and executions commands.
 	EnvStateMachineARN = "D1BACKUP_STATE_MACHINE_ARN"
+
+	// Resumable store step: how long before its deadline it stops to save a
+	// checkpoint, and how often it saves one while it runs.
+	EnvStoreMargin        = "D1BACKUP_STORE_MARGIN"
+	EnvCheckpointInterval = "D1BACKUP_CHECKPOINT_INTERVAL"
 )
 
 // DefaultAPIBaseURL is Cloudflare's API root.

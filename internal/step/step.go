@@ -109,28 +109,37 @@ func (h *Handlers) PollExport(ctx context.Context, in backup.Export) (backup.Exp
 	return h.sealed(out), nil
 }
 
-// StoreDump streams a complete export's dump into the bucket.
-func (h *Handlers) StoreDump(ctx context.Context, in backup.Export) (backup.Summary, error) {
+// StoreDump streams a complete export's dump into the bucket. It returns
+// the finished backup's Summary (JSON with "manifest_key"), or, when the
+// invocation's deadline came first, the Export it was given with
+// "store_checkpoint" set: the workflow runs StoreDump again with it until
+// the Summary comes back. The checkpoint itself is in the bucket; the
+// workflow state carries only its key and counts, and the URL stays sealed.
+func (h *Handlers) StoreDump(ctx context.Context, in backup.Export) (backup.StoreResult, error) {
 	if h.initErr != nil {
-		return backup.Summary{}, h.initErr
+		return backup.StoreResult{}, h.initErr
 	}
 	if in.SealedURL == "" {
-		return backup.Summary{}, &backup.ConfigError{Msg: fmt.Sprintf("store step input has no sealed_url (export status %q)", in.Status)}
+		return backup.StoreResult{}, &backup.ConfigError{Msg: fmt.Sprintf("store step input has no sealed_url (export status %q)", in.Status)}
 	}
 	url, err := h.sealer.Open(in.SealedURL)
 	if err != nil {
-		return backup.Summary{}, &backup.IntegrityError{Msg: err.Error()}
+		return backup.StoreResult{}, &backup.IntegrityError{Msg: err.Error()}
 	}
 	in.SignedURL = url
-	sum, err := h.runner.Store(ctx, in)
+	res, err := h.runner.Store(ctx, in)
 	if err != nil {
-		return backup.Summary{}, backup.Classified(err)
+		return backup.StoreResult{}, backup.Classified(err)
+	}
+	if res.Next != nil {
+		next := h.sealed(*res.Next)
+		return backup.StoreResult{Next: &next}, nil
 	}
 	if h.metrics != nil {
 		// A metric that fails to print must not fail a stored backup.
-		_ = writeMetrics(h.metrics, sum, in, h.now())
+		_ = writeMetrics(h.metrics, *res.Summary, in, h.now())
 	}
-	return sum, nil
+	return res, nil
 }
 
 // Prune applies the retention policy to the database of a backup just
