@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
-	sum, invocations, err := store(ctx, runner, exp, *invocation)
+	sum, invocations, err := runner.StoreAll(ctx, exp, *invocation)
 	secs := time.Since(start).Seconds()
 	if err != nil {
 		return err
@@ -129,25 +129,4 @@ func run(ctx context.Context, args []string) error {
 		Seconds: secs, MBPerSecond: float64(sum.SQLBytes) / 1e6 / secs,
 		PeakRSSMiB: float64(testenv.PeakRSS()) / (1 << 20), Key: sum.Key, Invocations: invocations,
 	})
-}
-
-// store runs the store step until the backup is stored, as the workflow
-// does: each run with a deadline invocation away (none if 0), each going on
-// from the Export the previous one returned.
-func store(ctx context.Context, runner *backup.Runner, exp backup.Export, invocation time.Duration) (backup.Summary, int, error) {
-	for n := 1; ; n++ {
-		ictx, cancel := ctx, context.CancelFunc(func() {})
-		if invocation > 0 {
-			ictx, cancel = context.WithTimeout(ctx, invocation)
-		}
-		res, err := runner.Store(ictx, exp)
-		cancel()
-		switch {
-		case err != nil:
-			return backup.Summary{}, n, err
-		case res.Summary != nil:
-			return *res.Summary, n, nil
-		}
-		exp = *res.Next
-	}
 }

@@ -20,6 +20,10 @@ var errStartOver = errors.New("start over")
 // may still be writing its manifest (with its retries).
 const orphanAge = time.Hour
 
+// completingGrace is how long after its last part an upload that is
+// neither in progress nor complete may still be completing.
+const completingGrace = 15 * time.Minute
+
 // manifestPoll is how often a store step waiting for a concurrent backup's
 // manifest looks for it.
 const manifestPoll = 250 * time.Millisecond
@@ -38,15 +42,8 @@ const manifestPoll = 250 * time.Millisecond
 //     orphanAge it may be a concurrent backup's (retry later); older, it is
 //     an abandoned backup and is replaced (errStartOver).
 func (s *storing) adopt(ctx context.Context, obj store.Object, cp *checkpoint) (StoreResult, error) {
-	if cp != nil && cp.Final != nil && cp.Final.StoredBytes == obj.Size {
-		n, sum, err := s.hashStored(ctx)
-		if err != nil {
-			return StoreResult{}, err
-		}
-		if n == cp.Final.StoredBytes && sum == cp.Final.StoredSHA256 {
-			s.note("completed an interrupted backup: the dump under its key is the one its upload streamed")
-			return s.vouch(ctx, cp.Final, true)
-		}
+	if res, ok, err := s.adoptFinal(ctx, obj, cp); err != nil || ok {
+		return res, err
 	}
 	if m, err := s.waitManifest(ctx); err != nil || m != nil {
 		if err != nil {
@@ -83,16 +80,65 @@ func (s *storing) adopt(ctx context.Context, obj store.Object, cp *checkpoint) (
 	return s.vouch(ctx, got, true)
 }
 
+// adoptFinal vouches for obj if it is what cp's final checkpoint says its
+// upload completed: this run's own upload, cut by its deadline after
+// completing, or an earlier run's.
+func (s *storing) adoptFinal(ctx context.Context, obj store.Object, cp *checkpoint) (StoreResult, bool, error) {
+	if cp == nil || cp.Final == nil || cp.Final.StoredBytes != obj.Size {
+		return StoreResult{}, false, nil
+	}
+	ok, err := s.isFinal(ctx, obj, cp)
+	if err != nil || !ok {
+		return StoreResult{}, false, err
+	}
+	s.note("completed an interrupted backup: the dump under its key is the one its upload streamed")
+	res, err := s.vouch(ctx, cp.Final, s.ref == nil || s.ref.Run != cp.Run)
+	if err == nil {
+		res.Summary.Invocations = cp.Invocations + 1
+	}
+	return res, true, err
+}
+
+// isFinal reports whether obj is the object cp's upload completed: the
+// same parts by their ETags (S3's multipart ETag, no read needed), or else
+// the same stored SHA-256.
+func (s *storing) isFinal(ctx context.Context, obj store.Object, cp *checkpoint) (bool, error) {
+	if want, ok := store.MultipartETag(cp.Parts); ok && obj.ETag != "" {
+		if obj.ETag == want {
+			return true, nil
+		}
+	}
+	n, sum, err := s.hashStored(ctx)
+	if err != nil {
+		return false, err
+	}
+	return n == cp.Final.StoredBytes && sum == cp.Final.StoredSHA256, nil
+}
+
 // complete finishes an upload whose every part was uploaded (its final
 // checkpoint) but which was not completed: a crash, or a failed completion.
 func (s *storing) complete(ctx context.Context, cp *checkpoint) (StoreResult, error) {
 	_, err := s.r.mp.CompleteUpload(ctx, s.key, cp.UploadID, cp.Parts)
+	if errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrUploadNotFound) {
+		// Completed meanwhile by an earlier attempt that the deadline cut
+		// (the server went on with it), or by another backup.
+		if obj, serr := s.r.store.Stat(ctx, s.key); serr == nil {
+			if res, ok, err := s.adoptFinal(ctx, obj, cp); err != nil || ok {
+				return res, err
+			}
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrExists):
 		s.abort(ctx, cp.UploadID)
 		res := &result{sqlBytes: cp.Final.SQLBytes, sqlSHA: cp.Final.SQLSHA256, storedBytes: cp.Final.StoredBytes, storedSHA: cp.Final.StoredSHA256}
 		return s.lost(ctx, res, cp.Run)
 	case errors.Is(err, store.ErrUploadNotFound):
+		// A server may take a while to complete an upload a cut request
+		// asked for, showing neither the upload nor the object meanwhile.
+		if age := s.r.cfg.Now().Sub(cp.UpdatedAt); age < completingGrace {
+			return StoreResult{}, &StoreUnavailableError{Op: "complete the upload of " + s.key, Err: fmt.Errorf("neither the upload nor its object is there %s after its last part: it may still be completing", age.Round(time.Second))}
+		}
 		s.discard(ctx, CheckpointKey(s.key), "the interrupted upload is gone from the bucket: started over")
 		return s.stream(ctx, nil)
 	case err != nil:
@@ -101,7 +147,7 @@ func (s *storing) complete(ctx context.Context, cp *checkpoint) (StoreResult, er
 	s.r.log.Info("completed an upload whose parts were all stored", "database", s.exp.DatabaseName, "key", s.key)
 	res, err := s.vouch(ctx, cp.Final, false)
 	if err == nil {
-		res.Summary.Invocations = cp.Invocations
+		res.Summary.Invocations = cp.Invocations + 1
 	}
 	return res, err
 }
@@ -165,12 +211,12 @@ func (s *storing) waitManifest(ctx context.Context) (*Manifest, error) {
 func (s *storing) hashStored(ctx context.Context) (int64, string, error) {
 	rc, err := s.r.store.Get(ctx, s.key)
 	if err != nil {
-		return 0, "", storeError("read "+s.key, err)
+		return 0, "", storeError("hash "+s.key, err)
 	}
 	defer rc.Close()
 	d := stream.NewDigest()
 	if _, err := io.Copy(d, rc); err != nil {
-		return 0, "", storeError("read "+s.key, err)
+		return 0, "", storeError("hash "+s.key, err)
 	}
 	return d.N(), d.Sum(), nil
 }
@@ -181,7 +227,7 @@ func (s *storing) hashStored(ctx context.Context) (int64, string, error) {
 func (s *storing) hashStoredSQL(ctx context.Context) (*final, error) {
 	rc, err := s.r.store.Get(ctx, s.key)
 	if err != nil {
-		return nil, storeError("read "+s.key, err)
+		return nil, storeError("read back "+s.key, err)
 	}
 	defer rc.Close()
 	stored, sql := stream.NewDigest(), stream.NewDigest()
@@ -196,7 +242,7 @@ func (s *storing) hashStoredSQL(ctx context.Context) (*final, error) {
 	}
 	switch {
 	case src.err != nil:
-		return nil, storeError("read "+s.key, src.err)
+		return nil, storeError("read back "+s.key, src.err)
 	case err != nil:
 		return nil, &ConflictError{Key: s.key, Msg: fmt.Sprintf("no manifest, and it does not read as %s: %v", s.r.codec.Name, err)}
 	}

@@ -309,3 +309,26 @@ func (c *checkpoint) checkParts() error {
 	}
 	return nil
 }
+
+// uploadOf reads just enough of the checkpoint under key, usable or not, to
+// abort its upload: the upload ID, when the header says it belongs to the
+// dump the key names (an ID for another key is never used).
+func uploadOf(ctx context.Context, st store.Store, key string) (dump, id string) {
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		return "", ""
+	}
+	defer rc.Close()
+	line, err := bufio.NewReader(io.LimitReader(rc, maxCheckpointHeader)).ReadBytes('\n')
+	if err != nil {
+		return "", ""
+	}
+	var hdr struct {
+		Key      string `json:"key"`
+		UploadID string `json:"upload_id"`
+	}
+	if json.Unmarshal(line, &hdr) != nil || CheckpointKey(hdr.Key) != key || len(hdr.UploadID) > 1024 || !uploadRe.MatchString(hdr.UploadID) {
+		return "", ""
+	}
+	return hdr.Key, hdr.UploadID
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/d1backup/d1backup/internal/store"
 )
@@ -171,11 +172,15 @@ func (s *storing) stream(ctx context.Context, cp *checkpoint) (StoreResult, erro
 	res, next, err := u.run(ctx)
 	switch {
 	case err == nil && next != nil:
-		out := s.exp
-		out.StoreCheckpoint = next
-		return StoreResult{Next: &out}, nil
+		return s.next(next), nil
 	case err == nil:
-		return s.finished(ctx, res, cp.Invocations)
+		out, err := s.finished(ctx, res, cp.Invocations)
+		if err != nil && ctx.Err() != nil && u.cp.Final != nil {
+			// The deadline cut the manifest: the next invocation vouches
+			// for the completed upload with the final checkpoint.
+			return s.next(u.cp.ref()), nil
+		}
+		return out, err
 	case errors.Is(err, store.ErrExists):
 		if u.sink.uploadID != "" {
 			s.abort(ctx, u.sink.uploadID)
@@ -187,6 +192,13 @@ func (s *storing) stream(ctx context.Context, cp *checkpoint) (StoreResult, erro
 		return StoreResult{}, &StoreUnavailableError{Op: "continue the upload of " + s.key, Err: err}
 	}
 	return StoreResult{}, err
+}
+
+// next is the Export to run the store step again with.
+func (s *storing) next(ref *StoreCheckpoint) StoreResult {
+	out := s.exp
+	out.StoreCheckpoint = ref
+	return StoreResult{Next: &out}
 }
 
 func (s *storing) newCheckpoint() *checkpoint {
@@ -244,10 +256,9 @@ func (s *storing) manifest() *Manifest {
 // logged, not returned.
 func (s *storing) discard(ctx context.Context, key, why string) {
 	s.note(why)
-	cp, err := readCheckpoint(ctx, s.r.store, key)
-	if err == nil && cp != nil && cp.UploadID != "" {
-		if err := s.r.mp.AbortUpload(ctx, cp.Key, cp.UploadID); err != nil {
-			s.r.log.Warn("could not abort an interrupted upload; retention will", "key", cp.Key, "cause", err)
+	if dump, id := uploadOf(ctx, s.r.store, key); id != "" {
+		if err := s.r.mp.AbortUpload(ctx, dump, id); err != nil {
+			s.r.log.Warn("could not abort an interrupted upload; retention will", "key", dump, "cause", err)
 		}
 	}
 	if err := s.r.store.Delete(ctx, key); err != nil {
@@ -329,3 +340,34 @@ func storeError(op string, err error) error {
 
 // copyBuffer is the read size of the download.
 const copyBuffer = 256 << 10
+
+// StoreAll runs the store step until the backup is stored, the way the
+// workflow loops it: each run with a deadline invocation away (none if 0),
+// each going on from the Export the previous one returned, a retryable
+// failure retried (at most MaxRetries times in a row) as the workflow's
+// Retry does. It returns the Summary and how many runs it took.
+func (r *Runner) StoreAll(ctx context.Context, exp Export, invocation time.Duration) (Summary, int, error) {
+	failures := 0
+	for n := 1; ; n++ {
+		ictx, cancel := ctx, context.CancelFunc(func() {})
+		if invocation > 0 {
+			ictx, cancel = context.WithTimeout(ctx, invocation)
+		}
+		res, err := r.Store(ictx, exp)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil && KindOf(err) == Retryable && failures < r.cfg.MaxRetries:
+			failures++
+			r.log.Warn("store step failed; retrying", "database", label(exp), "attempt", failures+1, "cause", err)
+			if serr := r.cfg.Sleep(ctx, backoff(failures, err)); serr != nil {
+				return Summary{}, n, err
+			}
+		case err != nil:
+			return Summary{}, n, err
+		case res.Summary != nil:
+			return *res.Summary, n, nil
+		default:
+			exp, failures = *res.Next, 0
+		}
+	}
+}

@@ -196,8 +196,7 @@ func (u *upload) run(ctx context.Context) (*result, *StoreCheckpoint, error) {
 		}
 		switch {
 		case err == io.EOF:
-			res, err := u.finish(ctx)
-			return res, nil, err
+			return u.finish(ctx, hasDeadline && time.Now().After(stopAt))
 		case err != nil && stopping.Load():
 			return u.suspend(ctx, stopDeadline, nil)
 		case err != nil && ctx.Err() != nil:
@@ -380,18 +379,20 @@ func (u *upload) suspend(ctx context.Context, why string, cause error) (*result,
 
 // finish ends the streams, uploads the last part, saves a final checkpoint
 // (so that a crash before the manifest is written can still be completed
-// and vouched for) and completes the upload.
-func (u *upload) finish(ctx context.Context) (*result, error) {
+// and vouched for) and completes the upload. When the stop time has passed
+// by then, or the deadline cuts the completion, it returns the final
+// checkpoint's ref instead: the next invocation completes the upload.
+func (u *upload) finish(ctx context.Context, late bool) (*result, *StoreCheckpoint, error) {
 	if err := u.zw.Close(); err != nil {
-		return nil, u.fail(err)
+		return nil, nil, u.fail(err)
 	}
 	if u.enc != nil {
 		if err := u.enc.Close(); err != nil {
-			return nil, u.fail(err)
+			return nil, nil, u.fail(err)
 		}
 	}
 	if total := u.cp.SQLTotal; total >= 0 && u.offset != total {
-		return nil, u.fail(&IntegrityError{Msg: fmt.Sprintf("dump of %s: read %d bytes, D1 announced %d", u.exp.DatabaseName, u.offset, total)})
+		return nil, nil, u.fail(&IntegrityError{Msg: fmt.Sprintf("dump of %s: read %d bytes, D1 announced %d", u.exp.DatabaseName, u.offset, total)})
 	}
 	res := &result{sqlBytes: u.offset, sqlSHA: u.sql.Sum(), storedBytes: u.sink.digest.N(), storedSHA: u.sink.digest.Sum()}
 	u.cpWG.Wait()
@@ -403,35 +404,54 @@ func (u *upload) finish(ctx context.Context) (*result, error) {
 		if serr := u.sink.stop(); err == nil {
 			err = serr
 		}
-		return res, err
+		return res, nil, err
 	}
 	parts, err := u.sink.flush()
-	if err == nil {
-		c := *u.cp
-		c.Parts, c.UploadID, c.tail = parts, u.sink.uploadID, nil
-		c.Final = &final{SQLBytes: res.sqlBytes, SQLSHA256: res.sqlSHA, StoredBytes: res.storedBytes, StoredSHA256: res.storedSHA}
-		c.UpdatedAt = u.r.cfg.Now().UTC()
-		c.SQLOffset, c.StoredBytes = res.sqlBytes, res.storedBytes
-		if c.SQLState, err = u.sql.MarshalBinary(); err == nil {
-			c.StoredState, err = u.sink.digest.MarshalBinary()
-		}
-		c.OverlapBytes, c.OverlapSHA256 = u.win.sum()
-		c.SealedAge = ""
-		if err == nil {
-			err = writeCheckpoint(ctx, u.r.store, &c)
-		}
-		if err == nil {
-			u.cp = &c
-			if _, err = u.r.mp.CompleteUpload(ctx, u.key, u.sink.uploadID, parts); err != nil {
-				err = storeError("complete the upload of "+u.key, err)
-			}
-		}
-	}
 	if serr := u.sink.stop(); err == nil {
 		err = serr
+	}
+	if err == nil {
+		err = u.saveFinal(ctx, parts, res)
+	}
+	switch {
+	case err == nil && late:
+		u.r.log.Info("dump stored in parts; the next invocation completes the upload", "database", u.exp.DatabaseName, "key", u.key)
+		return nil, u.cp.ref(), nil
+	case err == nil:
+		if _, err = u.r.mp.CompleteUpload(ctx, u.key, u.sink.uploadID, parts); err != nil {
+			if ctx.Err() != nil {
+				// Cut by the deadline: complete next time (it may have
+				// been completed after all; the next run sees which).
+				return nil, u.cp.ref(), nil
+			}
+			err = storeError("complete the upload of "+u.key, err)
+		}
 	}
 	if err != nil && !errors.Is(err, store.ErrExists) {
 		u.abandon()
 	}
-	return res, err
+	return res, nil, err
+}
+
+// saveFinal writes the checkpoint of an upload whose parts are all stored.
+func (u *upload) saveFinal(ctx context.Context, parts []store.Part, res *result) error {
+	c := *u.cp
+	c.Parts, c.UploadID, c.tail = parts, u.sink.uploadID, nil
+	c.Final = &final{SQLBytes: res.sqlBytes, SQLSHA256: res.sqlSHA, StoredBytes: res.storedBytes, StoredSHA256: res.storedSHA}
+	c.UpdatedAt = u.r.cfg.Now().UTC()
+	c.SQLOffset, c.StoredBytes, c.SealedAge = res.sqlBytes, res.storedBytes, ""
+	c.Segments++
+	var err error
+	if c.SQLState, err = u.sql.MarshalBinary(); err != nil {
+		return &InternalError{Err: err}
+	}
+	if c.StoredState, err = u.sink.digest.MarshalBinary(); err != nil {
+		return &InternalError{Err: err}
+	}
+	c.OverlapBytes, c.OverlapSHA256 = u.win.sum()
+	if err := writeCheckpoint(ctx, u.r.store, &c); err != nil {
+		return err
+	}
+	u.cp = &c
+	return nil
 }

@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -111,4 +114,20 @@ func CheckParts(parts []Part, partSize int64) error {
 		}
 	}
 	return nil
+}
+
+// MultipartETag is the ETag S3 and R2 give the object completed from parts
+// whose ETags are the hex MD5 of each part: the MD5 of the parts' MD5s,
+// then "-" and the number of parts. ok is false when a part's ETag is not
+// an MD5, as a folder's are not.
+func MultipartETag(parts []Part) (etag string, ok bool) {
+	h := md5.New()
+	for _, p := range parts {
+		b, err := hex.DecodeString(strings.Trim(p.ETag, `"`))
+		if err != nil || len(b) != md5.Size {
+			return "", false
+		}
+		h.Write(b)
+	}
+	return fmt.Sprintf(`"%s-%d"`, hex.EncodeToString(h.Sum(nil)), len(parts)), true
 }
