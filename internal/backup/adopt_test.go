@@ -79,7 +79,9 @@ func TestOrphanOfAnotherExport(t *testing.T) {
 		name string
 		body func(t *testing.T) []byte
 	}{
-		{"other SQL", func(t *testing.T) []byte { return gzipped(t, []byte("PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE x(a);\n")) }},
+		{"other SQL", func(t *testing.T) []byte {
+			return gzipped(t, []byte("PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE x(a);\n"))
+		}},
 		{"not gzip", func(*testing.T) []byte { return []byte("plain text, not a gzip stream") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -87,11 +87,11 @@ type checkpoint struct {
 	Segments      int    `json:"segments"`
 	// SealedURL is the dump's signed URL and SealedAge the age stream's
 	// state, both sealed with the credentials-derived key.
-	SealedURL   string    `json:"sealed_url,omitempty"`
-	SealedAge   string    `json:"sealed_age,omitempty"`
-	Invocations int       `json:"invocations"`
-	URLOffset   int64     `json:"url_offset"`
-	Notes       []string  `json:"notes,omitempty"`
+	SealedURL   string   `json:"sealed_url,omitempty"`
+	SealedAge   string   `json:"sealed_age,omitempty"`
+	Invocations int      `json:"invocations"`
+	URLOffset   int64    `json:"url_offset"`
+	Notes       []string `json:"notes,omitempty"`
 	// Recipients are the age recipients the stream is encrypted to.
 	Recipients []string  `json:"recipients,omitempty"`
 	UpdatedAt  time.Time `json:"updated_at"`
@@ -157,7 +157,7 @@ func (c *checkpoint) marshal() ([]byte, error) {
 		return nil, &InternalError{Err: err}
 	}
 	out := make([]byte, 0, len(hdr)+1+len(c.tail))
-	out = append(append(hdr, '\n'), c.tail...)
+	out = append(append(append(out, hdr...), '\n'), c.tail...)
 	return out, nil
 }
 

@@ -474,7 +474,9 @@ func TestChangedBookmarkStartsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(sum.Notes, func(s string) bool { return strings.Contains(s, "database changed") && strings.Contains(s, "started over") }) {
+	if !slices.ContainsFunc(sum.Notes, func(s string) bool {
+		return strings.Contains(s, "database changed") && strings.Contains(s, "started over")
+	}) {
 		t.Errorf("notes %q do not say the store started over", sum.Notes)
 	}
 	if _, err := b.st.Stat(context.Background(), oldKey); err == nil {
