@@ -131,8 +131,7 @@ func (s *storing) complete(ctx context.Context, cp *checkpoint) (StoreResult, er
 	switch {
 	case errors.Is(err, store.ErrExists):
 		s.abort(ctx, cp.UploadID)
-		res := &result{sqlBytes: cp.Final.SQLBytes, sqlSHA: cp.Final.SQLSHA256, storedBytes: cp.Final.StoredBytes, storedSHA: cp.Final.StoredSHA256}
-		return s.lost(ctx, res, cp.Run)
+		return s.lost(ctx, cp.Final, cp.Run)
 	case errors.Is(err, store.ErrUploadNotFound):
 		// A server may take a while to complete an upload a cut request
 		// asked for, showing neither the upload nor the object meanwhile.
@@ -155,17 +154,17 @@ func (s *storing) complete(ctx context.Context, cp *checkpoint) (StoreResult, er
 // lost handles a completion refused because the key was taken meanwhile:
 // a concurrent backup of the same export won. Its manifest must describe
 // the same SQL; without one, an unencrypted object is read back.
-func (s *storing) lost(ctx context.Context, res *result, run string) (StoreResult, error) {
+func (s *storing) lost(ctx context.Context, res *final, run string) (StoreResult, error) {
 	s.dropCheckpoint(ctx, run)
 	m, err := s.waitManifest(ctx)
 	switch {
 	case err != nil:
 		return StoreResult{}, err
-	case m != nil && m.SQLSHA256 == res.sqlSHA && m.SQLBytes == res.sqlBytes:
+	case m != nil && m.SQLSHA256 == res.SQLSHA256 && m.SQLBytes == res.SQLBytes:
 		s.note("another backup of this export stored it first")
 		return s.done(m, true), nil
 	case m != nil:
-		return StoreResult{}, &ConflictError{Key: s.key, Msg: fmt.Sprintf("its manifest gives SQL SHA-256 %s, this export's is %s", m.SQLSHA256, res.sqlSHA)}
+		return StoreResult{}, &ConflictError{Key: s.key, Msg: fmt.Sprintf("its manifest gives SQL SHA-256 %s, this export's is %s", m.SQLSHA256, res.SQLSHA256)}
 	case len(s.r.recipients) > 0:
 		return StoreResult{}, &StoreUnavailableError{Op: "store " + s.key, Err: errors.New("another backup stored this export first and has not written its manifest yet")}
 	}
@@ -173,8 +172,8 @@ func (s *storing) lost(ctx context.Context, res *result, run string) (StoreResul
 	if err != nil {
 		return StoreResult{}, err
 	}
-	if got.SQLSHA256 != res.sqlSHA || got.SQLBytes != res.sqlBytes {
-		return StoreResult{}, &ConflictError{Key: s.key, Msg: fmt.Sprintf("no manifest; its SQL has SHA-256 %s, this export's %s", got.SQLSHA256, res.sqlSHA)}
+	if got.SQLSHA256 != res.SQLSHA256 || got.SQLBytes != res.SQLBytes {
+		return StoreResult{}, &ConflictError{Key: s.key, Msg: fmt.Sprintf("no manifest; its SQL has SHA-256 %s, this export's %s", got.SQLSHA256, res.SQLSHA256)}
 	}
 	s.note("another backup of this export stored it first; wrote its manifest")
 	return s.vouch(ctx, got, true)

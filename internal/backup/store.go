@@ -214,16 +214,12 @@ func (s *storing) newCheckpoint() *checkpoint {
 
 // finished writes the manifest of a completed upload and drops its
 // checkpoint.
-func (s *storing) finished(ctx context.Context, res *result, invocations int) (StoreResult, error) {
-	m := s.manifest()
-	m.SQLBytes, m.SQLSHA256 = res.sqlBytes, res.sqlSHA
-	m.StoredBytes, m.StoredSHA256 = res.storedBytes, res.storedSHA
-	if err := s.r.writeManifest(ctx, m); err != nil {
+func (s *storing) finished(ctx context.Context, res *final, invocations int) (StoreResult, error) {
+	out, err := s.vouch(ctx, res, false)
+	if err != nil {
 		return StoreResult{}, err
 	}
-	s.dropCheckpoint(ctx, "")
-	s.r.log.Info("backup stored", "database", s.exp.DatabaseName, "key", s.key, "sql_bytes", m.SQLBytes, "stored_bytes", m.StoredBytes, "sql_sha256", m.SQLSHA256, "invocations", invocations)
-	out := s.done(m, false)
+	s.r.log.Info("backup stored", "database", s.exp.DatabaseName, "key", s.key, "sql_bytes", res.SQLBytes, "stored_bytes", res.StoredBytes, "sql_sha256", res.SQLSHA256, "invocations", invocations)
 	out.Summary.Invocations = invocations
 	return out, nil
 }

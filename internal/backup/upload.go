@@ -44,12 +44,6 @@ type upload struct {
 	cpBusy atomic.Bool
 }
 
-// result is what a finished upload stored.
-type result struct {
-	sqlBytes, storedBytes int64
-	sqlSHA, storedSHA     string
-}
-
 // errDumpChanged: the dump behind the URL is not the one the checkpoint's
 // upload began with (another size, other bytes before the offset).
 var errDumpChanged = errors.New("the dump differs from the one the interrupted upload began with")
@@ -161,7 +155,7 @@ func (u *upload) close() {
 // run streams until the dump ends (the result) or a stop (a checkpoint,
 // returned as the ref). A failed download is checkpointed too, then
 // returned, so the retry goes on from there.
-func (u *upload) run(ctx context.Context) (*result, *StoreCheckpoint, error) {
+func (u *upload) run(ctx context.Context) (*final, *StoreCheckpoint, error) {
 	defer u.close()
 	var stopping atomic.Bool
 	stopAt, hasDeadline := u.r.stopTime(ctx)
@@ -342,7 +336,7 @@ const suspendGrace = 30 * time.Second
 // suspend cuts the stream, waits for the parts in flight and saves the
 // checkpoint. cause, if not nil, is returned after saving (a cancelled
 // run, a failed download); otherwise the ref to continue from.
-func (u *upload) suspend(ctx context.Context, why string, cause error) (*result, *StoreCheckpoint, error) {
+func (u *upload) suspend(ctx context.Context, why string, cause error) (*final, *StoreCheckpoint, error) {
 	grace := suspendGrace
 	if d, ok := ctx.Deadline(); ok {
 		grace = max(time.Until(d)-time.Second, time.Second)
@@ -382,7 +376,7 @@ func (u *upload) suspend(ctx context.Context, why string, cause error) (*result,
 // and vouched for) and completes the upload. When the stop time has passed
 // by then, or the deadline cuts the completion, it returns the final
 // checkpoint's ref instead: the next invocation completes the upload.
-func (u *upload) finish(ctx context.Context, late bool) (*result, *StoreCheckpoint, error) {
+func (u *upload) finish(ctx context.Context, late bool) (*final, *StoreCheckpoint, error) {
 	if err := u.zw.Close(); err != nil {
 		return nil, nil, u.fail(err)
 	}
@@ -394,7 +388,7 @@ func (u *upload) finish(ctx context.Context, late bool) (*result, *StoreCheckpoi
 	if total := u.cp.SQLTotal; total >= 0 && u.offset != total {
 		return nil, nil, u.fail(&IntegrityError{Msg: fmt.Sprintf("dump of %s: read %d bytes, D1 announced %d", u.exp.DatabaseName, u.offset, total)})
 	}
-	res := &result{sqlBytes: u.offset, sqlSHA: u.sql.Sum(), storedBytes: u.sink.digest.N(), storedSHA: u.sink.digest.Sum()}
+	res := &final{SQLBytes: u.offset, SQLSHA256: u.sql.Sum(), StoredBytes: u.sink.digest.N(), StoredSHA256: u.sink.digest.Sum()}
 	u.cpWG.Wait()
 	if u.sink.uploadID == "" {
 		err := u.sink.put(ctx)
@@ -434,12 +428,12 @@ func (u *upload) finish(ctx context.Context, late bool) (*result, *StoreCheckpoi
 }
 
 // saveFinal writes the checkpoint of an upload whose parts are all stored.
-func (u *upload) saveFinal(ctx context.Context, parts []store.Part, res *result) error {
+func (u *upload) saveFinal(ctx context.Context, parts []store.Part, res *final) error {
 	c := *u.cp
 	c.Parts, c.UploadID, c.tail = parts, u.sink.uploadID, nil
-	c.Final = &final{SQLBytes: res.sqlBytes, SQLSHA256: res.sqlSHA, StoredBytes: res.storedBytes, StoredSHA256: res.storedSHA}
+	c.Final = res
 	c.UpdatedAt = u.r.cfg.Now().UTC()
-	c.SQLOffset, c.StoredBytes, c.SealedAge = res.sqlBytes, res.storedBytes, ""
+	c.SQLOffset, c.StoredBytes, c.SealedAge = res.SQLBytes, res.StoredBytes, ""
 	c.Segments++
 	var err error
 	if c.SQLState, err = u.sql.MarshalBinary(); err != nil {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -260,23 +259,10 @@ func (s *Store) ListUploads(ctx context.Context, prefix string) ([]store.Upload,
 }
 
 func (s *Store) listUploads(ctx context.Context, prefix string) ([]store.Upload, error) {
-	start, err := s.walkRoot(prefix)
-	if err != nil {
-		return nil, err
-	}
 	var ups []store.Upload
-	err = filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == start && errors.Is(err, fs.ErrNotExist) {
-				return fs.SkipAll
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	err := s.walk(ctx, prefix, func(p string, d fs.DirEntry) error {
 		name, id, ok := strings.Cut(d.Name(), uploadMarker)
-		if !ok || !d.Type().IsRegular() || !strings.HasPrefix(name, ".") {
+		if !ok || !strings.HasPrefix(name, ".") {
 			return nil
 		}
 		began, _, err := parseUploadID(id)
@@ -303,16 +289,4 @@ func (s *Store) listUploads(ctx context.Context, prefix string) ([]store.Upload,
 		return ups[i].Initiated.Before(ups[j].Initiated)
 	})
 	return ups, nil
-}
-
-// walkRoot is the deepest folder a key prefix names.
-func (s *Store) walkRoot(prefix string) (string, error) {
-	i := strings.LastIndex(prefix, "/")
-	if i < 0 {
-		return s.dir, nil
-	}
-	if err := store.CheckKey(prefix[:i]); err != nil {
-		return "", err
-	}
-	return filepath.Join(s.dir, filepath.FromSlash(path.Clean(prefix[:i]))), nil
 }
