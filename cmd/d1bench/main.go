@@ -5,6 +5,7 @@
 // measurement, so each peak RSS belongs to one run alone.
 //
 //	d1bench --url <signed dump URL> --database-id <uuid> --bookmark <b> [--prefix run-1]
+//	d1bench proxy ...   (the HTTPS proxy scripts/bench measures through; see proxy.go)
 //
 // Settings come from the variables the Lambda reads: CLOUDFLARE_ACCOUNT_ID,
 // CLOUDFLARE_API_TOKEN, CLOUDFLARE_API_BASE_URL, R2_ENDPOINT, R2_BUCKET,
@@ -17,6 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 
 	"os"
 	"os/signal"
@@ -47,6 +49,10 @@ type result struct {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "proxy" {
+		proxyMain(ctx, os.Args[2:])
+		return
+	}
 	if err := run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "d1bench:", err)
 		os.Exit(1)
@@ -88,7 +94,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	runner, err := backup.NewRunner(api, st, cfg.Backup("bench"))
+	bc := cfg.Backup("bench")
+	if os.Getenv("D1BENCH_DEBUG") != "" {
+		bc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	runner, err := backup.NewRunner(api, st, bc)
 	if err != nil {
 		return err
 	}

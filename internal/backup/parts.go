@@ -73,6 +73,26 @@ func (s *partSink) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// window is free room in the current part, at most max bytes, for a
+// reader to fill in place; commit(n) then takes the first n bytes of it as
+// written.
+func (s *partSink) window(max int) []byte {
+	return s.cur[len(s.cur):min(cap(s.cur), len(s.cur)+max)]
+}
+
+// commit hashes the n bytes read into the window and takes them in.
+func (s *partSink) commit(n int) error {
+	if err := s.failed(); err != nil {
+		return err
+	}
+	s.digest.Write(s.cur[len(s.cur) : len(s.cur)+n])
+	s.cur = s.cur[:len(s.cur)+n]
+	if int64(len(s.cur)) == s.opts.PartSize {
+		return s.dispatch()
+	}
+	return nil
+}
+
 // dispatch starts the upload of the full current part and takes a new
 // buffer, waiting while conc parts are in flight.
 func (s *partSink) dispatch() error {

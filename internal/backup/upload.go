@@ -166,7 +166,9 @@ func (u *upload) run(ctx context.Context) (*final, *StoreCheckpoint, error) {
 	every := u.r.cfg.CheckpointInterval
 	next := time.Now().Add(every)
 	buf := make([]byte, copyBuffer)
-	shared := u.sql == u.sink.digest
+	// Stored as it is (no compression, no encryption), the SQL is read
+	// straight into the part being filled and hashed there once.
+	direct := u.sql == u.sink.digest && u.r.codec.Name == codec.None
 	for {
 		if stopping.Load() {
 			return u.suspend(ctx, stopDeadline, nil)
@@ -174,13 +176,26 @@ func (u *upload) run(ctx context.Context) (*final, *StoreCheckpoint, error) {
 		if ctx.Err() != nil {
 			return u.suspend(ctx, stopCanceled, ctx.Err())
 		}
-		n, err := u.dl.Body.Read(buf)
+		dst := buf
+		if direct {
+			dst = u.sink.window(copyBuffer)
+		}
+		// Whole buffers (TLS hands out 16 KiB records): fewer, larger
+		// writes into the compressor and the overlap window.
+		n, err := io.ReadFull(u.dl.Body, dst)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
 		if n > 0 {
-			u.win.Write(buf[:n])
-			if !shared {
-				u.sql.Write(buf[:n])
+			u.win.Write(dst[:n])
+			var werr error
+			if direct {
+				werr = u.sink.commit(n)
+			} else {
+				u.sql.Write(dst[:n])
+				_, werr = u.zw.Write(dst[:n])
 			}
-			if _, werr := u.zw.Write(buf[:n]); werr != nil {
+			if werr != nil {
 				return nil, nil, u.fail(werr)
 			}
 			u.offset += int64(n)
@@ -389,6 +404,7 @@ func (u *upload) finish(ctx context.Context, late bool) (*final, *StoreCheckpoin
 		return nil, nil, u.fail(&IntegrityError{Msg: fmt.Sprintf("dump of %s: read %d bytes, D1 announced %d", u.exp.DatabaseName, u.offset, total)})
 	}
 	res := &final{SQLBytes: u.offset, SQLSHA256: u.sql.Sum(), StoredBytes: u.sink.digest.N(), StoredSHA256: u.sink.digest.Sum()}
+	u.r.log.Debug("dump read to its end", "key", u.key, "sql_bytes", res.SQLBytes, "stored_bytes", res.StoredBytes)
 	u.cpWG.Wait()
 	if u.sink.uploadID == "" {
 		err := u.sink.put(ctx)
@@ -405,6 +421,7 @@ func (u *upload) finish(ctx context.Context, late bool) (*final, *StoreCheckpoin
 		err = serr
 	}
 	if err == nil {
+		u.r.log.Debug("every part uploaded", "key", u.key, "parts", len(parts))
 		err = u.saveFinal(ctx, parts, res)
 	}
 	switch {
