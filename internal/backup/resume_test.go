@@ -470,6 +470,9 @@ func TestChangedBookmarkStartsOver(t *testing.T) {
 	if next.Bookmark == first.Next.Bookmark {
 		t.Fatal("the write did not change the bookmark: the test proves nothing")
 	}
+	if next.Restarts != first.Next.Restarts+1 {
+		t.Errorf("restarts %d after a new bookmark, want %d: starting over counts", next.Restarts, first.Next.Restarts+1)
+	}
 	sum, _, err := r.StoreAll(context.Background(), next, 0)
 	if err != nil {
 		t.Fatal(err)
