@@ -563,6 +563,9 @@ func TestRunResumesInterrupted(t *testing.T) {
 			if !strings.HasPrefix(last, "bytes=") || last == "bytes=0-" {
 				t.Errorf("the rerun downloaded with Range %q, want the rest of the dump from the checkpoint", last)
 			}
+			if !slices.ContainsFunc(sum.Notes, func(s string) bool { return strings.Contains(s, "continued an interrupted backup") }) {
+				t.Errorf("notes %q do not say the backup was continued", sum.Notes)
+			}
 			b.checkStored(t, sum, "gzip", nil)
 		})
 	}

@@ -21,13 +21,11 @@ func (r *Runner) Run(ctx context.Context, target Target) (Summary, error) {
 	if err := Preflight(ctx, r.store); err != nil {
 		return Summary{}, err
 	}
-	exp := Export{DatabaseID: target.DatabaseID, DatabaseName: target.DatabaseName}
-	start := true
-	if resumed, ok, err := r.interrupted(ctx, target); err != nil {
+	exp, resumed, err := r.interrupted(ctx, target)
+	if err != nil {
 		return Summary{}, err
-	} else if ok {
-		exp, start = resumed, resumed.SignedURL == ""
 	}
+	start := !resumed || exp.SignedURL == ""
 	failures := 0
 	for {
 		var res StoreResult
@@ -74,12 +72,9 @@ func (r *Runner) Run(ctx context.Context, target Target) (Summary, error) {
 }
 
 // interrupted finds the newest checkpoint of the target's backups made with
-// this configuration and returns the Export that continues it, with its
-// sealed dump URL when there is one.
+// this configuration and returns the Export that continues it (resumed),
+// with its sealed dump URL when there is one; else the target, resolved.
 func (r *Runner) interrupted(ctx context.Context, target Target) (Export, bool, error) {
-	if r.mp == nil {
-		return Export{}, false, nil
-	}
 	id, name := target.DatabaseID, target.DatabaseName
 	if id == "" {
 		db, err := r.d1.Resolve(ctx, name)
@@ -87,6 +82,10 @@ func (r *Runner) interrupted(ctx context.Context, target Target) (Export, bool, 
 			return Export{}, false, err
 		}
 		id, name = db.UUID, db.Name
+	}
+	none := Export{DatabaseID: id, DatabaseName: name}
+	if r.mp == nil {
+		return none, false, nil
 	}
 	objs, err := r.store.List(ctx, DatabasePrefix(id))
 	if err != nil {
@@ -110,11 +109,12 @@ func (r *Runner) interrupted(ctx context.Context, target Target) (Export, bool, 
 				exp.SignedURL = u
 			}
 		}
-		r.log.Info("continuing an interrupted backup", "database", exp.DatabaseName, "bookmark", cp.Bookmark,
-			"sql_offset", cp.SQLOffset, "sql_total", cp.SQLTotal, "with_its_url", exp.SignedURL != "")
+		note := fmt.Sprintf("continued an interrupted backup at byte %d of %d", cp.SQLOffset, cp.SQLTotal)
+		exp.StoreCheckpoint.Notes = append(exp.StoreCheckpoint.Notes, note)
+		r.log.Info(note, "database", exp.DatabaseName, "bookmark", cp.Bookmark, "with_its_url", exp.SignedURL != "")
 		return exp, true, nil
 	}
-	return Export{}, false, nil
+	return none, false, nil
 }
 
 // refresh updates exp's checkpoint ref from the bucket, where a failed store
@@ -131,7 +131,11 @@ func (r *Runner) refresh(ctx context.Context, exp *Export) {
 	if err != nil || cp == nil || (exp.StoreCheckpoint != nil && exp.StoreCheckpoint.Run != cp.Run) {
 		return
 	}
-	exp.StoreCheckpoint = cp.ref()
+	ref := cp.ref()
+	if old := exp.StoreCheckpoint; old != nil && len(old.Notes) > len(ref.Notes) {
+		ref.Notes = old.Notes // said since the checkpoint was saved
+	}
+	exp.StoreCheckpoint = ref
 }
 
 func backoff(attempt int, err error) time.Duration {
