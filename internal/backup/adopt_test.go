@@ -368,3 +368,43 @@ func (s stores) open(t *testing.T, dest string) store.Store {
 	}
 	return st
 }
+
+// TestHostileStoreCheckpointInput: store_checkpoint comes back as step
+// input, which anyone starting an execution can write. A key that is not a
+// checkpoint of the export's database is refused, and nothing is touched.
+func TestHostileStoreCheckpointInput(t *testing.T) {
+	e := newEnv(t, d1emu.Options{})
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := runner(t, e.api, st, "gzip")
+	kept, err := r.Run(ctx, backup.Target{DatabaseName: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := r.Start(ctx, backup.Export{DatabaseID: e.db.UUID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := keys(t, st)
+	for _, key := range []string{
+		kept.Key,         // a dump
+		kept.ManifestKey, // a manifest
+		"11111111-2222-3333-4444-555555555555/00000001-aa.sql.gz.checkpoint", // another database's
+		"../../etc/passwd.checkpoint",
+		"",
+	} {
+		in := exp
+		in.StoreCheckpoint = &backup.StoreCheckpoint{Key: key, Run: "0123456789abcdef"}
+		_, err := r.Store(ctx, in)
+		var ce *backup.ConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("store_checkpoint.key %q: %v, want a ConfigError", key, err)
+		}
+	}
+	if got := keys(t, st); strings.Join(got, " ") != strings.Join(before, " ") {
+		t.Errorf("objects %v, were %v", got, before)
+	}
+}

@@ -46,6 +46,14 @@ func (r *Runner) Store(ctx context.Context, exp Export) (StoreResult, error) {
 	}
 	s := &storing{r: r, exp: exp, key: key}
 	if ref := exp.StoreCheckpoint; ref != nil {
+		// Step input: the key must name a checkpoint of this database, or a
+		// crafted input could have any object deleted.
+		if k, ok := ParseKey(ref.Key); !ok || !k.Checkpoint || k.DatabaseID != exp.DatabaseID {
+			return StoreResult{}, &ConfigError{Msg: fmt.Sprintf("store_checkpoint.key %q is not a checkpoint of database %s", ref.Key, exp.DatabaseID)}
+		}
+		if len(ref.Notes) > 100 {
+			return StoreResult{}, &ConfigError{Msg: "store_checkpoint has more than 100 notes"}
+		}
 		s.notes = append(s.notes, ref.Notes...)
 		if ref.Key != CheckpointKey(key) {
 			// A new export with a new bookmark (the URL of the old one
