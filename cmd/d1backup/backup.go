@@ -167,6 +167,9 @@ func (b *backupRun) one(ctx context.Context, ref string, asJSON bool) error {
 			clean(joinKey(b.st.String(), sum.Key)), sum.SQLSHA256, sum.StoredSHA256)
 	}
 	printQueryLines(b.e.stdout, sum)
+	for _, n := range sum.Notes {
+		fmt.Fprintf(b.e.stdout, "  note    %s\n", clean(n))
+	}
 	return nil
 }
 

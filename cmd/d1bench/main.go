@@ -5,6 +5,7 @@
 // measurement, so each peak RSS belongs to one run alone.
 //
 //	d1bench --url <signed dump URL> --database-id <uuid> --bookmark <b> [--prefix run-1]
+//	d1bench proxy ...   (the HTTPS proxy scripts/bench measures through; see proxy.go)
 //
 // Settings come from the variables the Lambda reads: CLOUDFLARE_ACCOUNT_ID,
 // CLOUDFLARE_API_TOKEN, CLOUDFLARE_API_BASE_URL, R2_ENDPOINT, R2_BUCKET,
@@ -17,6 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 
 	"os"
 	"os/signal"
@@ -41,11 +43,16 @@ type result struct {
 	MBPerSecond float64 `json:"mb_per_s"` // SQL bytes / 1e6 / seconds
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 	Key         string  `json:"key"`
+	Invocations int     `json:"invocations"`
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "proxy" {
+		proxyMain(ctx, os.Args[2:])
+		return
+	}
 	if err := run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "d1bench:", err)
 		os.Exit(1)
@@ -62,6 +69,7 @@ func run(ctx context.Context, args []string) error {
 	wantSize := fs.Int64("want-size", -1, "fail unless this many SQL bytes were stored")
 	wantSHA := fs.String("want-sha256", "", "fail unless the stored SQL has this SHA-256")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the store step to this file")
+	invocation := fs.Duration("invocation", 0, "run the store step as Lambda invocations of this length, each going on from the previous one's checkpoint (0: one run with no deadline)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,7 +94,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	runner, err := backup.NewRunner(api, st, cfg.Backup("bench"))
+	bc := cfg.Backup("bench")
+	if os.Getenv("D1BENCH_DEBUG") != "" {
+		bc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	runner, err := backup.NewRunner(api, st, bc)
 	if err != nil {
 		return err
 	}
@@ -108,7 +120,7 @@ func run(ctx context.Context, args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
-	sum, err := runner.Store(ctx, exp)
+	sum, invocations, err := runner.StoreAll(ctx, exp, *invocation)
 	secs := time.Since(start).Seconds()
 	if err != nil {
 		return err
@@ -125,6 +137,6 @@ func run(ctx context.Context, args []string) error {
 		Compression: cfg.Compression, PartSize: cfg.PartSize, Concurrency: cfg.PartConcurrency,
 		SQLBytes: sum.SQLBytes, StoredBytes: sum.StoredBytes, SQLSHA256: sum.SQLSHA256,
 		Seconds: secs, MBPerSecond: float64(sum.SQLBytes) / 1e6 / secs,
-		PeakRSSMiB: float64(testenv.PeakRSS()) / (1 << 20), Key: sum.Key,
+		PeakRSSMiB: float64(testenv.PeakRSS()) / (1 << 20), Key: sum.Key, Invocations: invocations,
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -45,6 +46,9 @@ func testConfig(compression string) backup.Config {
 	cfg := config.Defaults().Backup("test")
 	cfg.Compression = compression
 	cfg.Sleep = func(context.Context, time.Duration) error { return nil }
+	if os.Getenv("DEBUGLOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	return cfg
 }
 
@@ -277,9 +281,12 @@ func (f *failPart) RoundTrip(req *http.Request) (*http.Response, error) {
 	return f.base.RoundTrip(req)
 }
 
-// TestFailuresLeaveNothing: a truncated download and a failing upload end
-// in an error and leave no object, no manifest and no unfinished upload.
-func TestFailuresLeaveNothing(t *testing.T) {
+// TestFailuresLeaveNoPartialBackup: a truncated download and a failing
+// upload end in an error and leave no object and no manifest under the
+// backup's keys. A failed upload leaves no unfinished upload either; a
+// failed download leaves a checkpoint (what was uploaded is kept), and a
+// rerun goes on from it to a complete backup that leaves nothing behind.
+func TestFailuresLeaveNoPartialBackup(t *testing.T) {
 	s := testenv.RequireS3(t)
 	// Big enough for several 5 MiB parts.
 	big := "CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB);\n" +
@@ -298,7 +305,8 @@ func TestFailuresLeaveNothing(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, d1emu.Options{})
-			if _, err := e.emu.CreateDatabase("big", big); err != nil {
+			db, err := e.emu.CreateDatabase("big", big)
+			if err != nil {
 				t.Fatal(err)
 			}
 			if tt.fault != nil {
@@ -311,7 +319,7 @@ func TestFailuresLeaveNothing(t *testing.T) {
 				hc = &http.Client{Transport: fp}
 			}
 			st := r2Store(t, s, bucket, hc)
-			_, err := runner(t, e.api, st, tt.compression).Run(context.Background(), backup.Target{DatabaseName: "big"})
+			_, err = runner(t, e.api, st, tt.compression).Run(context.Background(), backup.Target{DatabaseName: "big"})
 			if err == nil {
 				t.Fatal("backup succeeded, want failure")
 			}
@@ -321,18 +329,44 @@ func TestFailuresLeaveNothing(t *testing.T) {
 			if tt.failPart && !fp.fired.Load() {
 				t.Fatal("the upload never reached part 2: the test proves nothing")
 			}
-			if got := keys(t, r2Store(t, s, bucket, nil)); len(got) != 0 {
-				t.Errorf("objects left behind: %v", got)
+			clean := r2Store(t, s, bucket, nil)
+			for _, k := range keys(t, clean) {
+				if pk, ok := backup.ParseKey(k); !ok || !pk.Checkpoint || tt.failPart {
+					t.Errorf("object left behind: %s", k)
+				}
 			}
-			ups, err := s.Client().ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+			if tt.failPart {
+				if n := openUploads(t, s, bucket); n != 0 {
+					t.Errorf("%d multipart uploads left open", n)
+				}
+				return
+			}
+			// The rerun goes on where the failed one stopped.
+			e.emu.ClearFaults()
+			sum, err := runner(t, e.api, clean, tt.compression).Run(context.Background(), backup.Target{DatabaseName: "big"})
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("rerun: %v", err)
 			}
-			if len(ups.Uploads) != 0 {
-				t.Errorf("%d multipart uploads left open", len(ups.Uploads))
+			if got, want := sha(decompress(t, tt.compression, get(t, clean, sum.Key))), sha(e.emu.MustDump(t, db.UUID)); got != want || sum.SQLSHA256 != want {
+				t.Fatalf("rerun stored SQL %s (summary %s), want %s", got, sum.SQLSHA256, want)
+			}
+			if got := keys(t, clean); len(got) != 2 {
+				t.Errorf("after the rerun: %v, want the dump and its manifest", got)
+			}
+			if n := openUploads(t, s, bucket); n != 0 {
+				t.Errorf("%d multipart uploads left open", n)
 			}
 		})
 	}
+}
+
+func openUploads(t *testing.T, s *testenv.S3, bucket string) int {
+	t.Helper()
+	ups, err := s.Client().ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ups.Uploads)
 }
 
 // TestRunRecovers: passing faults are retried and a stopped export is

@@ -79,13 +79,13 @@ func BenchmarkStore(b *testing.B) {
 				}
 				testenv.ResetPeakRSS()
 				b.StartTimer()
-				sum, err := r.Store(context.Background(), exp)
+				res, err := r.Store(context.Background(), exp)
 				b.StopTimer()
 				if err != nil {
 					b.Fatal(err)
 				}
-				if sum.SQLBytes != size {
-					b.Fatalf("stored %d SQL bytes, want %d", sum.SQLBytes, size)
+				if res.Summary == nil || res.Summary.SQLBytes != size {
+					b.Fatalf("stored %+v, want %d SQL bytes", res.Summary, size)
 				}
 				peak = max(peak, testenv.PeakRSS())
 			}

@@ -47,22 +47,28 @@ func BookmarkPrefix(databaseID, bookmark string) string {
 }
 
 // Key is a key of d1backup's own grammar, parsed:
-// <database uuid>/<bookmark>.sql<codec ext>[.age][.manifest.json].
+// <database uuid>/<bookmark>.sql<codec ext>[.age][.manifest.json|.checkpoint].
 type Key struct {
 	DatabaseID  string
 	Bookmark    string
 	Compression string
 	Encrypted   bool
-	// Manifest is true for a manifest's key; Dump is then the key of the
-	// dump it describes.
-	Manifest bool
-	Dump     string
+	// Manifest is true for a manifest's key and Checkpoint for the
+	// checkpoint of an unfinished store (see CheckpointKey); Dump is then
+	// the key of the dump they describe. Dump is the key itself for a dump.
+	Manifest   bool
+	Checkpoint bool
+	Dump       string
 }
 
 // ParseKey parses key (relative to the store's root) in d1backup's key
 // grammar; ok is false for any other key, which d1backup never touches.
 func ParseKey(key string) (k Key, ok bool) {
 	dump, isManifest := strings.CutSuffix(key, ManifestSuffix)
+	dump, isCheckpoint := strings.CutSuffix(dump, CheckpointSuffix)
+	if isManifest && isCheckpoint {
+		return Key{}, false
+	}
 	id, name, found := strings.Cut(dump, "/")
 	if !found || !databaseUUID.MatchString(id) {
 		return Key{}, false
@@ -76,5 +82,5 @@ func ParseKey(key string) (k Key, ok bool) {
 	if !known {
 		return Key{}, false
 	}
-	return Key{DatabaseID: id, Bookmark: bookmark, Compression: c.Name, Encrypted: encrypted, Manifest: isManifest, Dump: dump}, true
+	return Key{DatabaseID: id, Bookmark: bookmark, Compression: c.Name, Encrypted: encrypted, Manifest: isManifest, Checkpoint: isCheckpoint, Dump: dump}, true
 }

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -23,7 +22,7 @@ type D1 interface {
 	Resolve(ctx context.Context, uuidOrName string) (d1.Database, error)
 	StartExport(ctx context.Context, databaseID string) (d1.ExportStatus, error)
 	PollExport(ctx context.Context, databaseID, bookmark string) (d1.ExportStatus, error)
-	Download(ctx context.Context, signedURL string) (*d1.Download, error)
+	Download(ctx context.Context, signedURL string, offset int64) (*d1.Download, error)
 	// Raw and Bookmark read a database through the query API (MethodQuery).
 	Raw(ctx context.Context, databaseID, sql string) ([]d1.Rows, error)
 	Bookmark(ctx context.Context, databaseID string) (string, error)
@@ -76,12 +75,43 @@ type Config struct {
 	// while D1 blocks the database).
 	OnExport func(Export)
 	Logger   *slog.Logger
+
+	// PartSize is the size of every uploaded part but the last (grown, in
+	// whole MiB, for a dump that would need more than 10,000 parts);
+	// PartConcurrency is how many parts are uploaded at once. Memory is
+	// about (PartConcurrency + 1) × PartSize.
+	PartSize        int64
+	PartConcurrency int
+	// StopMargin: a store step whose context has a deadline (a Lambda
+	// invocation) stops that long before it, waits for its parts in flight,
+	// saves a checkpoint and returns the Export to go on from.
+	StopMargin time.Duration
+	// CheckpointInterval is how often a running store step saves a
+	// checkpoint in the background, so that a crash loses at most that
+	// much; 0 saves one only when it stops.
+	CheckpointInterval time.Duration
+	// ManifestWait is how long a store step that finds this export's dump
+	// without its manifest waits for a concurrent backup to write it.
+	ManifestWait time.Duration
+	// Sealer seals the secrets a checkpoint keeps in the bucket (the dump
+	// URL, the encryption state). Without one the CLI cannot resume an
+	// earlier run without a new export, and an encrypted upload cannot be
+	// suspended.
+	Sealer Sealer
+}
+
+// Sealer encrypts secrets with a key only the holders of the credentials
+// have (implemented by *seal.Sealer).
+type Sealer interface {
+	Seal(plain string) string
+	Open(sealed string) (string, error)
 }
 
 // Runner runs the pipeline's steps against one D1 account and one store.
 type Runner struct {
 	d1         D1
 	store      store.Store
+	mp         store.Multipart // store's, nil for steps that do not write
 	cfg        Config
 	codec      *codec.Codec
 	recipients []age.Recipient
@@ -106,6 +136,12 @@ func NewRunner(api D1, st store.Store, cfg Config) (*Runner, error) {
 		return nil, &ConfigError{Msg: fmt.Sprintf("method %q: must be one of %s", cfg.Method, strings.Join(Methods(), ", "))}
 	case cfg.DestJurisdiction != "" && !slices.Contains(Jurisdictions(), cfg.DestJurisdiction):
 		return nil, &ConfigError{Msg: fmt.Sprintf("destination jurisdiction %q: must be one of %s", cfg.DestJurisdiction, strings.Join(Jurisdictions(), ", "))}
+	case cfg.PartSize < store.MinPartSize || cfg.PartSize > store.MaxPartSize:
+		return nil, &ConfigError{Msg: fmt.Sprintf("part size %d must be between 5 MiB and 5 GiB", cfg.PartSize)}
+	case cfg.PartConcurrency < 1:
+		return nil, &ConfigError{Msg: fmt.Sprintf("part concurrency %d must be at least 1", cfg.PartConcurrency)}
+	case cfg.StopMargin < 0 || cfg.CheckpointInterval < 0 || cfg.ManifestWait < 0:
+		return nil, &ConfigError{Msg: fmt.Sprintf("stop margin %s, checkpoint interval %s and manifest wait %s must not be negative", cfg.StopMargin, cfg.CheckpointInterval, cfg.ManifestWait)}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -121,7 +157,40 @@ func NewRunner(api D1, st store.Store, cfg Config) (*Runner, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{d1: api, store: st, cfg: cfg, codec: c, recipients: recipients, log: log}, nil
+	mp, _ := st.(store.Multipart)
+	return &Runner{d1: api, store: st, mp: mp, cfg: cfg, codec: c, recipients: recipients, log: log}, nil
+}
+
+// minWork is the least a store step streams before it honours its stop
+// time, so that every invocation makes progress however short.
+const minWork = time.Second
+
+// stopTime is when a store step with a deadline stops to checkpoint.
+func (r *Runner) stopTime(ctx context.Context) (time.Time, bool) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return time.Time{}, false
+	}
+	now := time.Now()
+	stop := d.Add(-r.cfg.StopMargin)
+	if stop.Sub(now) < minWork {
+		stop = now.Add(min(minWork, d.Sub(now)/2))
+	}
+	return stop, true
+}
+
+// partSizeFor is the part size for a dump of total bytes (-1: unknown):
+// the configured one, grown in whole MiB until the stored object (a little
+// larger than the SQL when it does not compress) fits in 10,000 parts.
+func (r *Runner) partSizeFor(total int64) int64 {
+	ps := r.cfg.PartSize
+	if total > 0 {
+		bound := total + total/100 + 1<<20
+		if least := bound/(store.MaxParts-1) + 1; ps < least {
+			ps = (least + 1<<20 - 1) >> 20 << 20
+		}
+	}
+	return min(ps, store.MaxPartSize)
 }
 
 // ParseRecipients parses age X25519 recipients (age1...).
@@ -145,12 +214,22 @@ func ParseRecipients(keys []string) ([]age.Recipient, error) {
 // an export D1 refuses for virtual tables ends in StatusQuery too.
 func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
 	restarts := in.Restarts
+	ref := in.StoreCheckpoint
+	// The dump URL expired after the store step got on with it (it lives an
+	// hour): a new export for a new URL is progress, not a failure, as long
+	// as its bookmark is the same (counted below if not).
+	renewal := in.Bookmark != "" && ref != nil && ref.SQLOffset > ref.URLOffset
 	if in.Bookmark != "" {
-		// A previous export of this input existed: this is a restart.
-		restarts++
+		if !renewal {
+			// A previous export of this input existed: this is a restart.
+			restarts++
+		}
 		if restarts > r.cfg.MaxRestarts {
 			return Export{}, &TooManyRestartsError{Database: label(in), Restarts: restarts - 1, Cause: lastCause(in)}
 		}
+	}
+	if renewal {
+		r.log.Info("starting a new export for a new dump URL; the upload goes on if the bookmark is unchanged", "database", label(in), "sql_offset", ref.SQLOffset, "sql_total", ref.SQLTotal)
 	}
 	id, name := in.DatabaseID, in.DatabaseName
 	if id == "" || name == "" || r.residencyMatters() {
@@ -174,6 +253,13 @@ func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
 		r.log.Info("reading through the query API", "database", name, "database_id", id)
 		return out, nil
 	}
+	if ref != nil {
+		// Kept for the store step, which goes on with the upload if the new
+		// export has the same bookmark, and starts over otherwise.
+		next := *ref
+		next.URLOffset = ref.SQLOffset
+		out.StoreCheckpoint = &next
+	}
 	st, err := r.d1.StartExport(ctx, id)
 	if r.queryInstead(&out, err) {
 		return out, nil
@@ -182,8 +268,14 @@ func (r *Runner) Start(ctx context.Context, in Export) (Export, error) {
 		return Export{}, err
 	}
 	r.apply(&out, st)
+	if renewal && out.Bookmark != in.Bookmark {
+		// The store starts over: that is a restart after all, and the
+		// next one past the limit fails.
+		out.Restarts++
+		r.log.Warn("the database changed since its dump was exported; the store step starts over", "database", name, "bookmark", in.Bookmark, "now", out.Bookmark, "restarts", out.Restarts)
+	}
 	r.notify(out)
-	r.log.Info("export started", "database", name, "database_id", id, "bookmark", out.Bookmark, "status", out.Status, "restarts", restarts)
+	r.log.Info("export started", "database", name, "database_id", id, "bookmark", out.Bookmark, "status", out.Status, "restarts", out.Restarts)
 	return out, nil
 }
 
@@ -231,97 +323,6 @@ func (r *Runner) apply(e *Export, st d1.ExportStatus) {
 			e.CompletedAt = &t
 		}
 	}
-}
-
-// Run backs up one database start to finish: preflight the destination,
-// start, poll until complete, store (or read through the query API).
-// Retryable failures are retried and a stopped export is restarted, both a
-// bounded number of times.
-func (r *Runner) Run(ctx context.Context, target Target) (Summary, error) {
-	// The export blocks the database: prove the destination works first.
-	if err := Preflight(ctx, r.store); err != nil {
-		return Summary{}, err
-	}
-	exp := Export{DatabaseID: target.DatabaseID, DatabaseName: target.DatabaseName}
-	start, failures := true, 0
-	for {
-		var sum Summary
-		err := func() error {
-			if start {
-				next, err := r.Start(ctx, exp)
-				if err != nil {
-					return err
-				}
-				exp, start = next, false
-			}
-			next, err := r.waitComplete(ctx, exp)
-			if err != nil {
-				return err
-			}
-			exp = next
-			if exp.Status == StatusQuery {
-				sum, err = r.Query(ctx, exp)
-			} else {
-				sum, err = r.Store(ctx, exp)
-			}
-			return err
-		}()
-		switch {
-		case err == nil:
-			return sum, nil
-		case ctx.Err() != nil:
-			return Summary{}, err
-		case d1.NeedsNewExport(err) && exp.Bookmark != "":
-			r.log.Warn("export stopped; starting a new one", "database", exp.DatabaseName, "cause", err)
-			exp.RestartCause = &StepError{Error: fmt.Sprintf("%T", err), Cause: err.Error()}
-			start = true
-		case KindOf(err) == Retryable && failures < r.cfg.MaxRetries:
-			failures++
-			d := backoff(failures, err)
-			r.log.Warn("retrying", "database", label(exp), "attempt", failures+1, "wait", d, "cause", err)
-			if serr := r.cfg.Sleep(ctx, d); serr != nil {
-				return Summary{}, err
-			}
-		default:
-			return Summary{}, err
-		}
-	}
-}
-
-func backoff(attempt int, err error) time.Duration {
-	var rl *d1.RateLimitError
-	if errors.As(err, &rl) && rl.RetryAfter > 0 {
-		return rl.RetryAfter
-	}
-	return time.Duration(1<<min(attempt-1, 5)) * 2 * time.Second
-}
-
-// waitComplete polls until the export is no longer active.
-func (r *Runner) waitComplete(ctx context.Context, exp Export) (Export, error) {
-	for exp.Status == StatusActive {
-		if err := r.cfg.Sleep(ctx, r.cfg.PollInterval); err != nil {
-			return exp, err
-		}
-		next, err := r.Poll(ctx, exp)
-		if err != nil {
-			if d1.IsRetryable(err) && !errors.Is(err, context.Canceled) {
-				// One failed poll must not cancel the export: it only
-				// cancels itself after a longer silence.
-				r.log.Warn("poll failed; polling again", "database", exp.DatabaseName, "cause", err)
-				if serr := r.cfg.Sleep(ctx, backoff(1, err)); serr != nil {
-					return exp, err
-				}
-				exp.Polls++
-				continue
-			}
-			return exp, err
-		}
-		exp = next
-	}
-	if exp.Status == StatusError {
-		return exp, &d1.ExportFailedError{Database: label(exp), Message: exp.Error}
-	}
-	return exp, nil
 }
 
 func label(e Export) string {

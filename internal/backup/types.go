@@ -1,6 +1,9 @@
 package backup
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Target names one database to back up. Either field may be empty: the
 // start step resolves a name to its UUID and a UUID to its name.
@@ -50,6 +53,13 @@ type Export struct {
 
 	SignedURL string `json:"-"`
 	SealedURL string `json:"sealed_url,omitempty"`
+
+	// StoreCheckpoint is set when the store step stopped before the end of
+	// the dump (its invocation's deadline): the workflow runs the store
+	// step again with this Export, and the start step keeps it when a new
+	// export replaces one whose URL expired, so the upload goes on if the
+	// bookmark is unchanged.
+	StoreCheckpoint *StoreCheckpoint `json:"store_checkpoint,omitempty"`
 }
 
 // Summary is the store step's output: where the backup landed and what it
@@ -77,6 +87,45 @@ type Summary struct {
 	Method     string   `json:"method,omitempty"`
 	Consistent *bool    `json:"consistent,omitempty"`
 	Warnings   []string `json:"warnings,omitempty"`
+	// Invocations is how many store steps the upload took (0 when it
+	// already existed).
+	Invocations int `json:"store_invocations,omitempty"`
+	// Notes say what the store step met on the way: a new URL, a fresh
+	// start after the database changed, an unfinished backup completed.
+	Notes []string `json:"store_notes,omitempty"`
+}
+
+// StoreResult is the store step's outcome: the Summary of a finished
+// backup, or, when the step stopped before the end of the dump, the Export
+// to run it again with (Next.StoreCheckpoint set). As JSON it is one or
+// the other, so the workflow tests for "manifest_key".
+type StoreResult struct {
+	Summary *Summary
+	Next    *Export
+}
+
+// MarshalJSON writes the Summary, or else the Export.
+func (r StoreResult) MarshalJSON() ([]byte, error) {
+	if r.Summary != nil {
+		return json.Marshal(r.Summary)
+	}
+	return json.Marshal(r.Next)
+}
+
+// UnmarshalJSON reads either shape.
+func (r *StoreResult) UnmarshalJSON(b []byte) error {
+	var probe struct {
+		ManifestKey *string `json:"manifest_key"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return err
+	}
+	if probe.ManifestKey != nil {
+		r.Summary, r.Next = new(Summary), nil
+		return json.Unmarshal(b, r.Summary)
+	}
+	r.Summary, r.Next = nil, new(Export)
+	return json.Unmarshal(b, r.Next)
 }
 
 // StepError is an error as Step Functions records it in a Catch.

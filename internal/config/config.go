@@ -45,6 +45,9 @@ type Config struct {
 	PartConcurrency int
 	// Method is how databases are read: export, query or auto.
 	Method string
+	// StoreMargin and CheckpointInterval shape the resumable store step.
+	StoreMargin        time.Duration
+	CheckpointInterval time.Duration
 
 	// Selection: which databases a run (workflow or CLI --all) backs up,
 	// and how many at once.

@@ -75,6 +75,11 @@ const (
 	// EnvAllowCrossJurisdiction lets databases with a jurisdiction be backed
 	// up into a bucket outside it.
 	EnvAllowCrossJurisdiction = "D1BACKUP_ALLOW_CROSS_JURISDICTION"
+
+	// Resumable store step: how long before its deadline it stops to save a
+	// checkpoint, and how often it saves one while it runs.
+	EnvStoreMargin        = "D1BACKUP_STORE_MARGIN"
+	EnvCheckpointInterval = "D1BACKUP_CHECKPOINT_INTERVAL"
 )
 
 // DefaultAPIBaseURL is Cloudflare's API root.

@@ -296,6 +296,14 @@ var table = []Setting{
 		Default: "false",
 		Help:    "back up databases with a jurisdiction (eu, fedramp) into a bucket outside it",
 		Field:   func(c *Config) any { return &c.AllowCrossJurisdiction }},
+	{Name: "store-margin", Env: EnvStoreMargin, Context: "storeMarginSeconds", Kind: Duration, Lambda: true,
+		Default: "60s", Min: int64(5 * time.Second), Max: int64(5 * time.Minute),
+		Help:  "the store step stops this long before its Lambda's timeout, finishes its parts in flight and saves a checkpoint; the next invocation goes on from it",
+		Field: func(c *Config) any { return &c.StoreMargin }},
+	{Name: "checkpoint-interval", Env: EnvCheckpointInterval, Context: "checkpointIntervalSeconds", Kind: Duration, Lambda: true,
+		Default: "5m", Min: 0, Max: int64(time.Hour),
+		Help:  "how often a running store step saves a checkpoint in the background, so a crash loses at most this much (0: only when it stops)",
+		Field: func(c *Config) any { return &c.CheckpointInterval }},
 }
 
 // oneOf accepts exactly the values listed.

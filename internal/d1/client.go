@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -283,100 +282,4 @@ type RequestError struct {
 
 func (e *RequestError) Error() string {
 	return fmt.Sprintf("d1: %s: Cloudflare refused the request (HTTP %d: %s)", e.Op, e.StatusCode, e.Message)
-}
-
-// Download is an open dump download.
-type Download struct {
-	// Body yields the SQL dump. Reading it past the end reports a
-	// DownloadError if fewer bytes than Size arrived.
-	Body io.ReadCloser
-	// Size is the Content-Length, or -1 when the server sent none.
-	Size int64
-}
-
-// Download opens the signed dump URL with a plain GET and no Cloudflare
-// credentials: the URL is itself the credential, so it never appears in
-// errors.
-func (c *Client) Download(ctx context.Context, signedURL string) (*Download, error) {
-	const op = "download dump"
-	u, err := url.Parse(signedURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, &DownloadError{Op: op, Err: errors.New("signed URL is not an http(s) URL")}
-	}
-	hctx, cancel := context.WithCancel(ctx)
-	req, err := http.NewRequestWithContext(hctx, http.MethodGet, signedURL, nil)
-	if err != nil {
-		cancel()
-		return nil, &DownloadError{Op: op, Err: errors.New("cannot build request")}
-	}
-	timer := time.AfterFunc(c.cfg.DownloadHeaderTimeout, cancel)
-	res, err := c.cfg.HTTPClient.Do(req)
-	stopped := timer.Stop()
-	if err != nil {
-		cancel()
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("d1: %s: %w", op, ctx.Err())
-		}
-		if !stopped {
-			return nil, &DownloadError{Op: op, Err: fmt.Errorf("no response within %s", c.cfg.DownloadHeaderTimeout)}
-		}
-		return nil, &DownloadError{Op: op, Err: stripURL(err)}
-	}
-	switch {
-	case res.StatusCode == http.StatusOK:
-	case res.StatusCode == http.StatusForbidden, res.StatusCode == http.StatusNotFound, res.StatusCode == http.StatusGone:
-		drain(res.Body)
-		cancel()
-		return nil, &DownloadExpiredError{Op: op, StatusCode: res.StatusCode}
-	default:
-		drain(res.Body)
-		cancel()
-		return nil, &DownloadError{Op: op, Err: fmt.Errorf("HTTP %d", res.StatusCode)}
-	}
-	return &Download{
-		Body: &checkedBody{rc: res.Body, cancel: cancel, want: res.ContentLength, op: op},
-		Size: res.ContentLength,
-	}, nil
-}
-
-func drain(rc io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(rc, 64<<10))
-	_ = rc.Close()
-}
-
-// checkedBody verifies the byte count against Content-Length and turns
-// transport errors into DownloadErrors without the URL.
-type checkedBody struct {
-	rc     io.ReadCloser
-	cancel context.CancelFunc
-	want   int64
-	got    int64
-	op     string
-}
-
-func (b *checkedBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	b.got += int64(n)
-	switch {
-	case err == nil:
-		if b.want >= 0 && b.got > b.want {
-			return n, &DownloadError{Op: b.op, Err: fmt.Errorf("received more than the announced %d bytes", b.want)}
-		}
-		return n, nil
-	case errors.Is(err, io.EOF):
-		if b.want >= 0 && b.got != b.want {
-			return n, &DownloadError{Op: b.op, Err: fmt.Errorf("dump truncated: received %d of %d bytes", b.got, b.want)}
-		}
-		return n, io.EOF
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return n, &DownloadError{Op: b.op, Err: fmt.Errorf("dump truncated: received %d of %d bytes", b.got, b.want)}
-	default:
-		return n, &DownloadError{Op: b.op, Err: fmt.Errorf("after %d bytes: %w", b.got, stripURL(err))}
-	}
-}
-
-func (b *checkedBody) Close() error {
-	err := b.rc.Close()
-	b.cancel()
-	return err
 }

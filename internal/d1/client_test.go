@@ -113,7 +113,7 @@ func TestDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := bytes.NewBuffer(f.emu.MustDump(t, f.db.UUID))
-	dl, err := c.Download(ctx, st.SignedURL)
+	dl, err := c.Download(ctx, st.SignedURL, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestOutcomes(t *testing.T) {
 				return err
 			}
 		}
-		dl, err := c.Download(ctx, st.SignedURL)
+		dl, err := c.Download(ctx, st.SignedURL, 0)
 		if err != nil {
 			return err
 		}

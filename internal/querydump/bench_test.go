@@ -37,7 +37,7 @@ func BenchmarkQueryDump(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		dl, err := api.Download(ctx, st.SignedURL)
+		dl, err := api.Download(ctx, st.SignedURL, 0)
 		if err != nil {
 			b.Fatal(err)
 		}

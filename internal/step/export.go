@@ -131,29 +131,41 @@ func label(e backup.Export) string {
 	return e.DatabaseID
 }
 
-// StoreDump streams a complete export's dump into the bucket.
-func (h *Handlers) StoreDump(ctx context.Context, in backup.Export) (backup.Summary, error) {
+// StoreDump streams a complete export's dump into the bucket. It returns
+// the finished backup's Summary (JSON with "manifest_key"), or, when the
+// invocation's deadline came first, the Export it was given with
+// "store_checkpoint" set: the workflow runs StoreDump again with it until
+// the Summary comes back. The checkpoint itself is in the bucket; the
+// workflow state carries only its key and counts, and the URL stays sealed.
+func (h *Handlers) StoreDump(ctx context.Context, in backup.Export) (backup.StoreResult, error) {
 	d, err := h.deps(ctx)
 	if err != nil {
-		return backup.Summary{}, err
+		return backup.StoreResult{}, err
 	}
 	if in.SealedURL == "" {
-		return backup.Summary{}, &backup.ConfigError{Msg: fmt.Sprintf("store step input has no sealed_url (export status %q)", in.Status)}
+		return backup.StoreResult{}, &backup.ConfigError{Msg: fmt.Sprintf("store step input has no sealed_url (export status %q)", in.Status)}
 	}
 	url, err := d.openURL(in.SealedURL)
 	if err != nil {
-		return backup.Summary{}, h.fail(err)
+		return backup.StoreResult{}, h.fail(err)
 	}
 	in.SignedURL = url
-	sum, err := d.runner.Store(ctx, in)
+	res, err := d.runner.Store(ctx, in)
 	if err != nil {
-		return backup.Summary{}, h.fail(err)
+		return backup.StoreResult{}, h.fail(err)
+	}
+	if res.Next != nil {
+		next := *res.Next
+		if next.SignedURL != "" {
+			next.SealedURL, next.SignedURL = d.sealer.Seal(next.SignedURL), ""
+		}
+		return backup.StoreResult{Next: &next}, nil
 	}
 	if h.metrics != nil {
 		// A metric that fails to print must not fail a stored backup.
-		_ = h.storedMetrics(d, sum, in)
+		_ = h.storedMetrics(d, *res.Summary, in)
 	}
-	return sum, nil
+	return res, nil
 }
 
 // openURL opens a sealed dump URL; one that does not open (the sealing

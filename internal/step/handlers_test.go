@@ -213,10 +213,11 @@ func TestSucceededMetricDimensions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum, err := h.StoreDump(ctx, st.Export)
-			if err != nil {
-				t.Fatal(err)
+			res, err := h.StoreDump(ctx, st.Export)
+			if err != nil || res.Summary == nil {
+				t.Fatalf("store: %+v, %v; want the stored backup in one invocation", res, err)
 			}
+			sum := *res.Summary
 			if strings.Contains(log.String(), `"BackupSucceeded"`) {
 				t.Fatal("BackupSucceeded published before verification")
 			}

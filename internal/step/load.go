@@ -16,7 +16,6 @@ import (
 
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/config"
-	"github.com/d1backup/d1backup/internal/seal"
 )
 
 // Options say what a function needs. The stack derives from them which
@@ -152,11 +151,7 @@ func build(ctx context.Context, opts Options, getenv func(string) string, logTo 
 	if opts.Seal {
 		// Without a sealing key (local runs, where every step shares the
 		// CLI's environment) the API token and account are the key material.
-		material := []string{cfg.SealKey}
-		if cfg.SealKey == "" && cfg.APIToken != "" {
-			material = []string{cfg.APIToken, cfg.AccountID}
-		}
-		if d.sealer, err = seal.New(material...); err != nil {
+		if d.sealer = cfg.Sealer(); d.sealer == nil {
 			return nil, &backup.ConfigError{Msg: config.EnvSealKey + " is not set (or shorter than 32 characters): the key that seals dump URLs in workflow state"}
 		}
 	}

@@ -83,4 +83,8 @@ type Object struct {
 	Key      string
 	Size     int64
 	Modified time.Time
+	// ETag is the server's entity tag from Stat, when it keeps one (S3:
+	// the MD5 of a single PUT, or of the parts' MD5s followed by "-<parts>"
+	// for a completed upload; see MultipartETag); "" otherwise.
+	ETag string
 }

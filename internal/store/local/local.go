@@ -250,26 +250,9 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Object, error)
 }
 
 func (s *Store) list(ctx context.Context, prefix string) ([]store.Object, error) {
-	// Walk only the deepest folder the prefix names.
-	start := s.dir
-	if i := strings.LastIndex(prefix, "/"); i >= 0 {
-		if err := store.CheckKey(prefix[:i]); err != nil {
-			return nil, err
-		}
-		start = filepath.Join(s.dir, filepath.FromSlash(prefix[:i]))
-	}
 	var objs []store.Object
-	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == start && errors.Is(err, fs.ErrNotExist) {
-				return fs.SkipAll
-			}
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() || isTemp(d.Name()) {
+	err := s.walk(ctx, prefix, func(p string, d fs.DirEntry) error {
+		if isTemp(d.Name()) {
 			return nil
 		}
 		rel, err := filepath.Rel(s.dir, p)
@@ -295,6 +278,33 @@ func (s *Store) list(ctx context.Context, prefix string) ([]store.Object, error)
 	// Walk order is per folder ("a/x" before "a-b"); keys sort bytewise.
 	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
 	return objs, nil
+}
+
+// walk calls visit for every regular file in the deepest folder a key
+// prefix names, and below; a folder that does not exist holds nothing.
+func (s *Store) walk(ctx context.Context, prefix string, visit func(p string, d fs.DirEntry) error) error {
+	start := s.dir
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		if err := store.CheckKey(prefix[:i]); err != nil {
+			return err
+		}
+		start = filepath.Join(s.dir, filepath.FromSlash(prefix[:i]))
+	}
+	return filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == start && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		return visit(p, d)
+	})
 }
 
 // Delete removes the file under key; a missing one is not an error. Folders

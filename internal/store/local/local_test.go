@@ -33,6 +33,13 @@ func TestConformance(t *testing.T) {
 				return nil
 			})
 		},
+		Reopen: func(t *testing.T, s store.Store) store.Store {
+			other, err := local.New(s.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return other
+		},
 	})
 }
 

@@ -347,7 +347,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Object, error) {
 	if err != nil {
 		return store.Object{}, fmt.Errorf("r2: head object %q: %w", key, classify(err))
 	}
-	return store.Object{Key: key, Size: aws.ToInt64(out.ContentLength), Modified: aws.ToTime(out.LastModified)}, nil
+	return store.Object{Key: key, Size: aws.ToInt64(out.ContentLength), Modified: aws.ToTime(out.LastModified), ETag: aws.ToString(out.ETag)}, nil
 }
 
 // List returns the objects under prefix (relative to the store's prefix),

@@ -65,6 +65,24 @@ func open(t *testing.T, hc *http.Client) (*r2.Store, string) {
 	return s, bucket
 }
 
+// reopen opens another store on the bucket and prefix of s, as another
+// process would.
+func reopen(t *testing.T, s *r2.Store, bucket string) *r2.Store {
+	t.Helper()
+	env := testenv.RequireS3(t)
+	_, prefix, _ := strings.Cut(strings.TrimPrefix(s.String(), "r2://"), "/")
+	other, err := r2.New(r2.Config{
+		Endpoint: env.Endpoint, Bucket: bucket, Prefix: prefix,
+		AccessKeyID: env.AccessKeyID, SecretAccessKey: env.SecretAccessKey,
+		PartSize: partSize, Concurrency: 3, HTTPClient: env.HTTPClient,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buckets.Store(other, bucket)
+	return other
+}
+
 // noUploads fails t if any multipart upload is in progress in bucket.
 func noUploads(t *testing.T, s *r2.Store, bucket string) {
 	t.Helper()
@@ -87,6 +105,11 @@ func TestConformance(t *testing.T) {
 			s := st.(*r2.Store)
 			bucket, _ := buckets.Load(s)
 			noUploads(t, s, bucket.(string))
+		},
+		Reopen: func(t *testing.T, st store.Store) store.Store {
+			s := st.(*r2.Store)
+			bucket, _ := buckets.Load(s)
+			return reopen(t, s, bucket.(string))
 		},
 	})
 }

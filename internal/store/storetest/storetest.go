@@ -27,6 +27,9 @@ type Options struct {
 	// that nothing of key lingers where the Store interface cannot see it
 	// (for S3: no multipart upload in progress).
 	NoPartialUploads func(t *testing.T, s store.Store, key string)
+	// Reopen, if set, opens another handle on the same store (as another
+	// process would), for the multipart resume case; nil reuses s.
+	Reopen func(t *testing.T, s store.Store) store.Store
 }
 
 // Run runs the suite. open must return a new, empty store each call (the
@@ -36,10 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts Options) {
 		opts.PartSize = 1 << 20
 	}
 	s := suite{open: open, opts: opts}
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T)
-	}{
+	for _, tc := range append([]testCase{
 		{"RoundTrip", s.roundTrip},
 		{"PutExisting", s.putExisting},
 		{"Replace", s.replace},
@@ -52,7 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts Options) {
 		{"NestedKeys", s.nestedKeys},
 		{"InvalidKeys", s.invalidKeys},
 		{"String", s.string},
-	} {
+	}, s.multipartCases()...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t)
