@@ -55,6 +55,9 @@ type pruneDatabaseJSON struct {
 	Kept         int               `json:"kept"`
 	Deleted      int               `json:"deleted"`
 	Backups      []pruneBackupJSON `json:"backups"`
+	// Cleaned are what interrupted backups left behind (stale checkpoints,
+	// uploads never completed): removed, or with dry_run to be removed.
+	Cleaned []string `json:"cleaned"`
 }
 
 type pruneBackupJSON struct {
@@ -96,7 +99,7 @@ func prune(cmd *cobra.Command, e env, d, database string, dryRun, asJSON bool) e
 		for _, w := range res.Warnings {
 			fmt.Fprintf(e.stderr, "warning: %s\n", clean(w))
 		}
-		pd := pruneDatabaseJSON{DatabaseID: db.DatabaseID, DatabaseName: db.DatabaseName, Kept: res.Kept, Deleted: res.Deleted, Backups: []pruneBackupJSON{}}
+		pd := pruneDatabaseJSON{DatabaseID: db.DatabaseID, DatabaseName: db.DatabaseName, Kept: res.Kept, Deleted: res.Deleted, Backups: []pruneBackupJSON{}, Cleaned: append([]string{}, res.Cleaned...)}
 		for _, dc := range res.Decisions {
 			pd.Backups = append(pd.Backups, newPruneBackup(dc))
 		}
@@ -138,6 +141,15 @@ func printPrune(e env, out pruneJSON) {
 		}
 	}
 	tw.Flush()
+	for _, db := range out.Databases {
+		for _, c := range db.Cleaned {
+			verb := "cleaned"
+			if out.DryRun {
+				verb = "would clean"
+			}
+			fmt.Fprintf(e.stdout, "%s %s\n", verb, clean(c))
+		}
+	}
 	deleted := fmt.Sprintf("%d deleted", out.Deleted)
 	if out.DryRun {
 		deleted = fmt.Sprintf("%d would be deleted", out.Deleted)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/d1backup/d1backup/internal/retention"
@@ -21,7 +22,12 @@ type PruneResult struct {
 	// Warnings are backups kept because d1backup could not be sure of them
 	// (a manifest that could not be read, a dump that does not match its
 	// manifest), and objects that are not d1backup's.
-	Warnings  []string             `json:"warnings,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	// Cleaned are what an interrupted store left behind and nobody came
+	// back for within StaleAfter: checkpoints, multipart uploads in
+	// progress (with a folder destination: their files, and the temporary
+	// files of writes cut short). With DryRun, what would be cleaned.
+	Cleaned   []string             `json:"cleaned,omitempty"`
 	Decisions []retention.Decision `json:"-"`
 }
 
@@ -38,12 +44,19 @@ type PruneResult struct {
 // without a manifest, an unfinished backup a later run removes.
 func Prune(ctx context.Context, st store.Store, databaseID string, p retention.Policy, now time.Time, dryRun bool) (PruneResult, error) {
 	res := PruneResult{DatabaseID: databaseID, DryRun: dryRun}
-	backups, warnings, err := Backups(ctx, st, databaseID)
+	inv, err := inventory(ctx, st, databaseID)
 	if err != nil {
 		return res, err
 	}
-	res.Warnings = warnings
-	res.Decisions = retention.Plan(backups, p, now)
+	res.Warnings = inv.warnings
+	res.Decisions = retention.Plan(inv.backups, p, now)
+	garbage, err := stale(ctx, st, databaseID, inv.checkpoints, now)
+	if err != nil {
+		return res, err
+	}
+	for _, g := range garbage {
+		res.Cleaned = append(res.Cleaned, g.what)
+	}
 	for _, d := range res.Decisions {
 		if d.Keep {
 			res.Kept++
@@ -64,29 +77,114 @@ func Prune(ctx context.Context, st store.Store, databaseID string, p retention.P
 			}
 		}
 	}
+	for _, g := range garbage {
+		if err := g.clean(ctx); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+// StaleAfter is how long a checkpoint or an upload in progress may go
+// untouched before retention takes it for abandoned. A store step saves its
+// checkpoint at every stop and every few minutes while it runs, and a
+// backup's whole execution is bounded by hours.
+const StaleAfter = 24 * time.Hour
+
+// leftover is something an interrupted store left behind.
+type leftover struct {
+	what  string
+	clean func(ctx context.Context) error
+}
+
+// stale finds what interrupted stores of the database left and nobody came
+// back for: checkpoints untouched for StaleAfter (their uploads are aborted
+// with them), and uploads in progress of d1backup's dump keys begun before
+// then that no fresh checkpoint holds.
+func stale(ctx context.Context, st store.Store, databaseID string, checkpoints []store.Object, now time.Time) ([]leftover, error) {
+	cutoff := now.Add(-StaleAfter)
+	fresh := map[string]bool{} // dump keys a fresh checkpoint holds
+	var out []leftover
+	for _, cp := range checkpoints {
+		dump := strings.TrimSuffix(cp.Key, CheckpointSuffix)
+		if cp.Modified.After(cutoff) {
+			fresh[dump] = true
+			continue
+		}
+		key := cp.Key
+		out = append(out, leftover{
+			what: fmt.Sprintf("%s: a checkpoint untouched since %s", key, cp.Modified.UTC().Format(time.RFC3339)),
+			clean: func(ctx context.Context) error {
+				if err := st.Delete(ctx, key); err != nil {
+					return storeError("delete the stale checkpoint "+key, err)
+				}
+				return nil
+			},
+		})
+	}
+	mp, ok := st.(store.Multipart)
+	if !ok {
+		return out, nil
+	}
+	ups, err := mp.ListUploads(ctx, DatabasePrefix(databaseID))
+	if err != nil {
+		return nil, storeError("list the uploads in progress of "+databaseID, err)
+	}
+	for _, u := range ups {
+		k, ok := ParseKey(u.Key)
+		if !ok || k.Manifest || k.Checkpoint || k.DatabaseID != databaseID || fresh[u.Key] || u.Initiated.After(cutoff) {
+			continue // not a dump of ours, or not abandoned
+		}
+		u := u
+		out = append(out, leftover{
+			what: fmt.Sprintf("%s: an upload begun %s and never completed", u.Key, u.Initiated.UTC().Format(time.RFC3339)),
+			clean: func(ctx context.Context) error {
+				if err := mp.AbortUpload(ctx, u.Key, u.ID); err != nil {
+					return storeError("abort the stale upload of "+u.Key, err)
+				}
+				return nil
+			},
+		})
+	}
+	return out, nil
 }
 
 // Backups lists the backups of one database for retention, each dump with
 // its manifest, and says what it could not be sure of. Only keys in
 // d1backup's grammar are considered.
 func Backups(ctx context.Context, st store.Store, databaseID string) ([]retention.Backup, []string, error) {
+	inv, err := inventory(ctx, st, databaseID)
+	return inv.backups, inv.warnings, err
+}
+
+// held is what one listing of a database's folder holds.
+type held struct {
+	backups     []retention.Backup
+	warnings    []string
+	checkpoints []store.Object
+}
+
+func inventory(ctx context.Context, st store.Store, databaseID string) (held, error) {
 	objs, err := st.List(ctx, DatabasePrefix(databaseID))
 	if err != nil {
-		return nil, nil, storeError("list backups of "+databaseID, err)
+		return held{}, storeError("list backups of "+databaseID, err)
 	}
 	type entry struct {
 		dump, manifest *store.Object
 	}
 	var (
-		warnings []string
-		byDump   = map[string]*entry{}
+		h      held
+		byDump = map[string]*entry{}
 	)
 	for i := range objs {
 		o := &objs[i]
 		k, ok := ParseKey(o.Key)
 		if !ok || k.DatabaseID != databaseID {
-			warnings = append(warnings, fmt.Sprintf("%s is not a d1backup key: left alone", o.Key))
+			h.warnings = append(h.warnings, fmt.Sprintf("%s is not a d1backup key: left alone", o.Key))
+			continue
+		}
+		if k.Checkpoint {
+			h.checkpoints = append(h.checkpoints, *o)
 			continue
 		}
 		e := byDump[k.Dump]
@@ -105,19 +203,18 @@ func Backups(ctx context.Context, st store.Store, databaseID string) ([]retentio
 		dumps = append(dumps, d)
 	}
 	sort.Strings(dumps)
-	var out []retention.Backup
 	for _, dump := range dumps {
 		e := byDump[dump]
 		b, warn, err := judge(ctx, st, dump, e.dump, e.manifest)
 		if err != nil {
-			return nil, nil, err
+			return held{}, err
 		}
 		if warn != "" {
-			warnings = append(warnings, warn)
+			h.warnings = append(h.warnings, warn)
 		}
-		out = append(out, b)
+		h.backups = append(h.backups, b)
 	}
-	return out, warnings, nil
+	return h, nil
 }
 
 // judge decides what one backup is: good, unfinished, orphaned or held.

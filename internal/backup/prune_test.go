@@ -277,3 +277,76 @@ func TestPruneInconsistentQueryDumpIsNotTheGoodOne(t *testing.T) {
 		t.Errorf("the newest (inconsistent) backup was deleted; left %v", left)
 	}
 }
+
+// TestPruneCleansAbandonedUploads: what an interrupted store left (its
+// checkpoint, its multipart upload; a folder's temporary files) is cleaned
+// once untouched for a day, kept while fresh, and listed by the dry run.
+func TestPruneCleansAbandonedUploads(t *testing.T) {
+	s := testenv.RequireS3(t)
+	for _, tt := range []struct {
+		name string
+		st   func(t *testing.T) store.Store
+	}{
+		{"r2", func(t *testing.T) store.Store { return r2Store(t, s, s.NewBucket(t), nil) }},
+		{"folder", func(t *testing.T) store.Store {
+			st, err := local.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := tt.st(t)
+			mp := st.(store.Multipart)
+			good := putBackup(t, st, pruneDB, "shop", 1, time.Now().Add(-time.Hour), nil)
+			// An interrupted store: a part uploaded, a checkpoint beside it.
+			dump, err := backup.DumpKey(pruneDB, "00000002-00000000-00000000-00000000000000000000000000000002", "gzip", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := mp.CreateUpload(ctx, dump, store.UploadOptions{PartSize: store.MinPartSize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := mp.UploadPart(ctx, dump, id, 1, make([]byte, store.MinPartSize)); err != nil {
+				t.Fatal(err)
+			}
+			put(t, st, dump+backup.CheckpointSuffix, `{"format":1}`)
+			// An upload of a key that is not d1backup's is never touched.
+			foreign := pruneDB + "/notes.bin"
+			fid, err := mp.CreateUpload(ctx, foreign, store.UploadOptions{PartSize: store.MinPartSize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			policy := retention.Policy{KeepLast: 5}
+
+			// Fresh: nothing to clean.
+			res, err := backup.Prune(ctx, st, pruneDB, policy, time.Now(), false)
+			if err != nil || len(res.Cleaned) != 0 {
+				t.Fatalf("fresh: cleaned %v (%v), want nothing", res.Cleaned, err)
+			}
+			later := time.Now().Add(backup.StaleAfter + time.Hour)
+			dry, err := backup.Prune(ctx, st, pruneDB, policy, later, true)
+			if err != nil || len(dry.Cleaned) != 2 {
+				t.Fatalf("dry run a day later: cleaned %v (%v), want the checkpoint and the upload", dry.Cleaned, err)
+			}
+			if ups, _ := mp.ListUploads(ctx, backup.DatabasePrefix(pruneDB)); len(ups) != 2 {
+				t.Fatalf("the dry run touched the uploads: %v", ups)
+			}
+			res, err = backup.Prune(ctx, st, pruneDB, policy, later, false)
+			if err != nil || !slices.Equal(res.Cleaned, dry.Cleaned) {
+				t.Fatalf("real run cleaned %v (%v), the dry run said %v", res.Cleaned, err, dry.Cleaned)
+			}
+			ups, err := mp.ListUploads(ctx, backup.DatabasePrefix(pruneDB))
+			if err != nil || len(ups) != 1 || ups[0].Key != foreign || ups[0].ID != fid {
+				t.Errorf("uploads left %v (%v), want only the foreign one", ups, err)
+			}
+			left := keys(t, st)
+			if slices.Contains(left, dump+backup.CheckpointSuffix) || !slices.Contains(left, good) {
+				t.Errorf("objects left %v: want the checkpoint gone, the backup kept", left)
+			}
+		})
+	}
+}

@@ -125,3 +125,38 @@ func TestPutOverFolder(t *testing.T) {
 		t.Errorf("Delete of the folder's name removed what is inside: %v", err)
 	}
 }
+
+// A Put cut short by a crash leaves its temporary file: it is listed as an
+// upload in progress (so retention can remove it once stale) and removed
+// by AbortUpload; a file that only looks like one is not touched.
+func TestPutTempFilesAreUploads(t *testing.T) {
+	dir := t.TempDir()
+	s, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	temp := filepath.Join(dir, "db", ".a.tmp-b.sql.tmp-123456")
+	other := filepath.Join(dir, "db", ".notes.tmp-x")
+	for _, p := range []string{temp, other} {
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ups, err := s.ListUploads(ctx, "db/")
+	if err != nil || len(ups) != 1 || ups[0].Key != "db/a.tmp-b.sql" {
+		t.Fatalf("ListUploads = %+v, %v; want the Put's temporary file of db/a.tmp-b.sql", ups, err)
+	}
+	if err := s.AbortUpload(ctx, ups[0].Key, ups[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(temp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary file still there: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("a file that is not a Put's temporary file was removed: %v", err)
+	}
+}

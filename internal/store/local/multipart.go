@@ -35,6 +35,39 @@ var uploadID = regexp.MustCompile(`^([0-9]{1,19})-[0-9a-f]{16}-([0-9]{1,11})$`)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// Put writes through a temporary file ".<name>.tmp-<random digits>";
+// ListUploads reports one left by a crash as an upload whose ID is
+// putTempID followed by the digits, and AbortUpload removes it.
+const (
+	putTempMarker = ".tmp-"
+	putTempID     = "put-"
+)
+
+var putTempRe = regexp.MustCompile(`^\..+\.tmp-[0-9]+$`)
+
+func isPutTemp(name string) bool {
+	return putTempRe.MatchString(name) && !strings.Contains(name, uploadMarker)
+}
+
+// removePutTemp removes the temporary file of a Put of key.
+func (s *Store) removePutTemp(key, suffix string) error {
+	final, err := s.path(key)
+	if err != nil {
+		return fmt.Errorf("local: abort upload %q: %w", key, err)
+	}
+	if strings.ContainsAny(suffix, "/\\") || suffix == "" {
+		return nil
+	}
+	p := filepath.Join(filepath.Dir(final), "."+filepath.Base(final)+putTempMarker+suffix)
+	if !isPutTemp(filepath.Base(p)) {
+		return nil
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("local: abort upload %q: %w", key, err)
+	}
+	return nil
+}
+
 // parseUploadID returns the start time and part size an ID carries; an ID
 // that is not one of ours is an unknown upload.
 func parseUploadID(id string) (time.Time, int64, error) {
@@ -236,6 +269,9 @@ func checkParts(ctx context.Context, f *os.File, parts []store.Part, ps int64) (
 
 // AbortUpload removes the upload's file.
 func (s *Store) AbortUpload(ctx context.Context, key, id string) error {
+	if suffix, ok := strings.CutPrefix(id, putTempID); ok {
+		return s.removePutTemp(key, suffix)
+	}
 	p, _, err := s.uploadPath(key, id)
 	if errors.Is(err, store.ErrUploadNotFound) {
 		return nil
@@ -262,12 +298,25 @@ func (s *Store) listUploads(ctx context.Context, prefix string) ([]store.Upload,
 	var ups []store.Upload
 	err := s.walk(ctx, prefix, func(p string, d fs.DirEntry) error {
 		name, id, ok := strings.Cut(d.Name(), uploadMarker)
-		if !ok || !strings.HasPrefix(name, ".") {
+		var began time.Time
+		switch {
+		case ok && strings.HasPrefix(name, "."):
+			var err error
+			if began, _, err = parseUploadID(id); err != nil {
+				return nil // not ours
+			}
+		case isPutTemp(d.Name()):
+			// A Put's temporary file, left by a crash: listed as an upload
+			// so that retention removes it once stale.
+			fi, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			i := strings.LastIndex(d.Name(), putTempMarker)
+			name, id = d.Name()[:i], d.Name()[i+len(putTempMarker):]
+			began, id = fi.ModTime(), putTempID+id
+		default:
 			return nil
-		}
-		began, _, err := parseUploadID(id)
-		if err != nil {
-			return nil // not ours
 		}
 		rel, err := filepath.Rel(s.dir, filepath.Join(filepath.Dir(p), name[1:]))
 		if err != nil {
