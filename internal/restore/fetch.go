@@ -12,11 +12,9 @@ package restore
 import (
 	"context"
 	"crypto/md5"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path"
@@ -27,6 +25,7 @@ import (
 	"github.com/d1backup/d1backup/internal/backup"
 	"github.com/d1backup/d1backup/internal/codec"
 	"github.com/d1backup/d1backup/internal/store"
+	"github.com/d1backup/d1backup/internal/stream"
 )
 
 // D1's import limits.
@@ -147,11 +146,11 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 	if m.StoredBytes < 0 || m.SQLBytes < 0 {
 		return nil, &IntegrityError{Key: key, Check: "manifest", Msg: fmt.Sprintf("the manifest records %d stored and %d SQL bytes", m.StoredBytes, m.SQLBytes)}
 	}
-	stored := &hashCount{h: sha256.New()}
+	stored := stream.NewDigest()
 	// Reads stop at one byte past what the manifest records: a larger
 	// object, or one that decompresses to more SQL, is refused there and
 	// then, not read (and written to disk) to its end.
-	capped := &capReader{r: &ctxReader{ctx: ctx, r: rc}, left: m.StoredBytes}
+	capped := &capReader{r: stream.WithContext(ctx, rc), left: m.StoredBytes}
 	raw := io.TeeReader(capped, stored)
 	compressed := raw
 	if m.Encryption != nil {
@@ -161,7 +160,7 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 			if capped.over {
 				return nil, tooLarge(key, m, true)
 			}
-			if stored.n == m.StoredBytes && stored.sum() == m.StoredSHA256 {
+			if stored.N() == m.StoredBytes && stored.Sum() == m.StoredSHA256 {
 				return nil, &TargetError{Msg: fmt.Sprintf("cannot decrypt backup %s: %v (is it the identity of one of %s?)", key, err, strings.Join(m.Encryption.Recipients, ", "))}
 			}
 			return nil, corrupt(key, stored, m, err)
@@ -178,7 +177,7 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 	}
 	defer zr.Close()
 	var sqlR io.Reader = zr
-	sqlSHA, sqlMD5 := &hashCount{h: sha256.New()}, md5.New()
+	sqlSHA, sqlMD5 := stream.NewDigest(), md5.New()
 	sqlCapped := &capReader{r: sqlR, left: m.SQLBytes}
 	// The statements are scanned in the same pass, from what the file
 	// receives.
@@ -216,11 +215,11 @@ func fetch(ctx context.Context, st store.Store, key string, m *backup.Manifest, 
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("restore: temporary file: %w", err)
 	}
-	d.Size, d.SHA256, d.MD5 = sqlSHA.n, sqlSHA.sum(), hex.EncodeToString(sqlMD5.Sum(nil))
+	d.Size, d.SHA256, d.MD5 = sqlSHA.N(), sqlSHA.Sum(), hex.EncodeToString(sqlMD5.Sum(nil))
 
 	switch {
-	case stored.n != m.StoredBytes || stored.sum() != m.StoredSHA256:
-		return nil, &IntegrityError{Key: key, Check: "stored_sha256", Msg: fmt.Sprintf("stored object is %d bytes with SHA-256 %s; the manifest says %d bytes with %s: the object (or its manifest) was changed or damaged after the backup", stored.n, stored.sum(), m.StoredBytes, m.StoredSHA256)}
+	case stored.N() != m.StoredBytes || stored.Sum() != m.StoredSHA256:
+		return nil, &IntegrityError{Key: key, Check: "stored_sha256", Msg: fmt.Sprintf("stored object is %d bytes with SHA-256 %s; the manifest says %d bytes with %s: the object (or its manifest) was changed or damaged after the backup", stored.N(), stored.Sum(), m.StoredBytes, m.StoredSHA256)}
 	case d.Size != m.SQLBytes || d.SHA256 != m.SQLSHA256:
 		return nil, &IntegrityError{Key: key, Check: "sql_sha256", Msg: fmt.Sprintf("SQL is %d bytes with SHA-256 %s; the manifest says %d bytes with %s", d.Size, d.SHA256, m.SQLBytes, m.SQLSHA256)}
 	case splitErr != nil:
@@ -270,31 +269,6 @@ func (c *capReader) Read(p []byte) (int, error) {
 
 // corrupt explains a decompression failure: against the manifest's stored
 // hash when the object no longer matches it.
-func corrupt(key string, stored *hashCount, m *backup.Manifest, err error) error {
+func corrupt(key string, stored *stream.Digest, m *backup.Manifest, err error) error {
 	return &IntegrityError{Key: key, Check: "stored_sha256", Msg: fmt.Sprintf("cannot decompress the stored %s object (%v); the manifest expects %d stored bytes with SHA-256 %s: the object (or its manifest) was changed or damaged after the backup", m.Compression, err, m.StoredBytes, m.StoredSHA256)}
-}
-
-type hashCount struct {
-	h hash.Hash
-	n int64
-}
-
-func (c *hashCount) Write(p []byte) (int, error) {
-	c.h.Write(p)
-	c.n += int64(len(p))
-	return len(p), nil
-}
-
-func (c *hashCount) sum() string { return hex.EncodeToString(c.h.Sum(nil)) }
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
