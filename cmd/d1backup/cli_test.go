@@ -293,3 +293,23 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestCredentialsInADestinationAreNeverEchoed: a secret typed into a
+// destination or backup URL is refused without being repeated.
+func TestCredentialsInADestinationAreNeverEchoed(t *testing.T) {
+	w := newWorld(t, d1emu.Options{})
+	for _, args := range [][]string{
+		{"backup", "--database", "notes", "--dest", "r2://AKID:sup3rs3cret@bucket/p"},
+		{"list", "--dest", "r2://AKID:sup3rs3cret@bucket"},
+		{"verify", "r2://AKID:sup3rs3cret@bucket/x/y.sql.gz"},
+		{"restore", "r2://AKID:sup3rs3cret@bucket/x/y.sql.gz", "--to-sqlite", "out.sqlite"},
+	} {
+		r := w.run(t, w.env(), args...)
+		if r.code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", args, r.code, r.stderr)
+		}
+		if strings.Contains(r.stdout+r.stderr, "sup3rs3cret") {
+			t.Errorf("%v echoes the secret:\n%s", args, r.stderr)
+		}
+	}
+}

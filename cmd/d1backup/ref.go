@@ -79,7 +79,7 @@ func isFile(p string) bool {
 func openURL(cfg config.Config, ref string) (restore.Source, error) {
 	l, err := dest.Parse(ref)
 	if err != nil || l.Prefix == "" {
-		return restore.Source{}, usagef("%q: use r2://<bucket>/<key>, an ID, a key or a file", ref)
+		return restore.Source{}, usagef("%q: use r2://<bucket>/<key>, an ID, a key or a file", dest.Redact(ref))
 	}
 	key := l.Prefix
 	l.Prefix = ""

@@ -106,7 +106,24 @@ type UsageError struct {
 }
 
 func (e *UsageError) Error() string {
-	return fmt.Sprintf("destination %q: %s; use %s", e.Dest, e.Msg, strings.Join(Usages(), " or "))
+	return fmt.Sprintf("destination %q: %s; use %s", Redact(e.Dest), e.Msg, strings.Join(Usages(), " or "))
+}
+
+// Redact hides credentials written into a destination URL
+// (r2://key:secret@bucket), which must never be echoed.
+func Redact(dest string) string {
+	scheme, rest, ok := strings.Cut(dest, "://")
+	if !ok {
+		return dest
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	if i := strings.LastIndex(host, "@"); i >= 0 {
+		host = "REDACTED@" + host[i+1:]
+	}
+	if path != "" {
+		return scheme + "://" + host + "/" + path
+	}
+	return scheme + "://" + host
 }
 
 // Parse reads a destination: scheme://bucket/prefix, or a folder path.
