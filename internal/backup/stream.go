@@ -25,6 +25,16 @@ import (
 // producer may complete it until then.
 func (r *Runner) Stream(ctx context.Context, m *Manifest, dump io.Reader, sqlSize int64, onSQL func(n int64)) (Summary, error) {
 	key := m.Key
+	// The caller found no manifest: a dump under the key is an unfinished
+	// backup of the same bookmark. Settle it before anything is read (once
+	// the pipeline runs, the dump's first bytes are gone into it).
+	if _, err := r.store.Stat(ctx, key); err == nil {
+		if err := r.replaceUnfinished(ctx, key); err != nil {
+			return Summary{}, err
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return Summary{}, storeError("look for an earlier backup "+key, err)
+	}
 	if len(r.recipients) > 0 {
 		m.Encryption = &Encryption{Type: "age", Recipients: r.cfg.Recipients}
 	}
@@ -59,24 +69,17 @@ func (r *Runner) Stream(ctx context.Context, m *Manifest, dump io.Reader, sqlSiz
 			return err
 		}
 	}
-	opts := store.PutOptions{ContentType: r.codec.ContentType, Size: size}
-	_, putErr := r.store.Put(ctx, key, body, opts)
-	if errors.Is(putErr, store.ErrExists) && sql.N() == 0 {
-		// No manifest (the caller looked), nothing read yet: an unfinished
-		// backup of the same bookmark sits under the key.
-		if putErr = r.replaceUnfinished(ctx, key); putErr == nil {
-			_, putErr = r.store.Put(ctx, key, body, opts)
-		}
-	}
+	_, putErr := r.store.Put(ctx, key, body, store.PutOptions{ContentType: r.codec.ContentType, Size: size})
 	// A failed read is the root cause of the failed upload it feeds.
 	if srcErr := wait(); srcErr != nil {
 		return Summary{}, srcErr
 	}
-	if putErr != nil {
-		var su *StoreUnavailableError
-		if errors.As(putErr, &su) {
-			return Summary{}, putErr
-		}
+	switch {
+	case errors.Is(putErr, store.ErrExists):
+		// Another backup of the same bookmark got there meanwhile: the
+		// next attempt finds its manifest.
+		return Summary{}, &StoreUnavailableError{Op: "store " + key, Err: fmt.Errorf("another backup of the same bookmark stored it meanwhile: %w", putErr)}
+	case putErr != nil:
 		return Summary{}, storeError("upload "+key, putErr)
 	}
 	m.SQLBytes, m.SQLSHA256 = sql.N(), sql.Sum()
@@ -91,7 +94,7 @@ func (r *Runner) Stream(ctx context.Context, m *Manifest, dump io.Reader, sqlSiz
 	return m.Summary(false), nil
 }
 
-// replaceUnfinished removes a dump without a manifest that Stream found
+// replaceUnfinished removes a dump without a manifest that Stream finds
 // under its key, once it is older than orphanAge: an abandoned read, which
 // nothing vouches for (a read is not resumed, and this one's bytes are not
 // known before it is done). Younger, another backup may be finishing it:

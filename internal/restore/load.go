@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 
-	_ "modernc.org/sqlite" // driver "sqlite"
-
 	"github.com/d1backup/d1backup/internal/sqlitedb"
 )
 

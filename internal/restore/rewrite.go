@@ -13,8 +13,6 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
-
-	"github.com/d1backup/d1backup/internal/stream"
 )
 
 // D1 refuses statements over 100 KB while rows may hold 2 MB. A row whose
@@ -242,8 +240,8 @@ func rewriteForD1(ctx context.Context, d *Dump, opts Options) (_ upload, err err
 	if err != nil {
 		return upload{}, fmt.Errorf("restore: scratch database: %w", err)
 	}
-	sum, n := md5.New(), stream.NewDigest()
-	st, err := load(ctx, db, d.Path, scratchBytes(d.Size), io.MultiWriter(out, sum, n))
+	sum := md5.New()
+	st, err := load(ctx, db, d.Path, scratchBytes(d.Size), io.MultiWriter(out, sum))
 	db.Close()
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -253,7 +251,11 @@ func rewriteForD1(ctx context.Context, d *Dump, opts Options) (_ upload, err err
 	case len(st.Unsplit) > 0:
 		return upload{}, &LimitError{Key: d.Key, Problems: st.Unsplit[:min(len(st.Unsplit), 10)]}
 	}
-	up.size, up.md5, up.splitRows = n.N(), hex.EncodeToString(sum.Sum(nil)), st.SplitRows
+	// What was written is the file's length so far.
+	if up.size, err = out.Seek(0, io.SeekCurrent); err != nil {
+		return upload{}, fmt.Errorf("restore: temporary file: %w", err)
+	}
+	up.md5, up.splitRows = hex.EncodeToString(sum.Sum(nil)), st.SplitRows
 	if up.size > MaxImportBytes {
 		return upload{}, &LimitError{Key: d.Key, Problems: []string{fmt.Sprintf("with its rows split, the SQL is %d bytes; D1 imports at most %d (5 GB)", up.size, int64(MaxImportBytes))}}
 	}

@@ -2,6 +2,7 @@ package step_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,8 +39,8 @@ type simReport struct {
 // ten, then a count), and that every execution's history and state match
 // the model the 50,000-database worst case is computed with.
 func TestRunAtScale(t *testing.T) {
-	if testing.Short() {
-		t.Skip("scale simulation")
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("scale simulation (always run under CI=true)")
 	}
 	s3 := testenv.RequireS3(t)
 	emu := d1emutest.Start(t, d1emu.Options{})
